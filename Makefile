@@ -1,0 +1,37 @@
+# koji-mcp — everything a fresh machine with python3, make and git needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help venv demo test sandbox serve clean
+
+help:
+	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
+	@echo "make test     run the test suite"
+	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
+	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
+	@echo "make clean    remove the virtualenv and caches"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/koji-mcp demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sandbox: $(STAMP)
+	$(BIN)/koji-mcp sandbox
+
+serve: $(STAMP)
+	$(BIN)/koji-mcp serve --sandbox --transport streamable-http
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

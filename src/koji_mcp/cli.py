@@ -1,0 +1,131 @@
+"""The `koji-mcp` command: argument parsing and dispatch to subcommands.
+
+`koji-mcp` with no subcommand is `koji-mcp serve` over stdio, which is what desktop hosts launch.
+Subcommand modules are imported lazily so that starting the server imports only what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from koji_mcp import __version__
+
+SUBCOMMANDS = ("serve", "sandbox", "demo")
+EXIT_USAGE = 2
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the MCP server (default)",
+        description="Run the koji-mcp MCP server. Hosts such as Claude Desktop launch it over stdio; "
+        "use --transport streamable-http or sse to serve MCP clients over HTTP.",
+        epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
+        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS. "
+        "Flags override the environment.",
+    )
+    p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
+                   help="how MCP clients connect: stdio (default, for desktop hosts), streamable-http "
+                   "(endpoint /mcp) or sse (endpoint /sse)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port for HTTP transports (default 8000)")
+    p.add_argument("--sandbox", action="store_true",
+                   help="start a local Koji sandbox in-process and use it instead of koji.so "
+                   "(no account or API key needed)")
+    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL; default https://koji.so)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for Koji's answer (env KOJI_TIMEOUT; default 30)")
+    p.add_argument("--state-dir",
+                   help="where the interview ledger lives (env KOJI_MCP_STATE_DIR; default "
+                   "$XDG_DATA_HOME/koji-mcp or ~/.local/share/koji-mcp; ':memory:' keeps nothing)")
+    p.add_argument("--read-only", action="store_true", default=None,
+                   help="register only read tools (env KOJI_MCP_READ_ONLY)")
+    p.add_argument("--tools", help="comma-separated allow-list of tool names (env KOJI_MCP_TOOLS)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                   help="extra Host header value to accept on HTTP transports, e.g. mcp.example.com "
+                   "behind a proxy or tunnel (repeatable)")
+    p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
+                   help="extra Origin to accept on HTTP transports, e.g. https://chatgpt.com (repeatable)")
+    p.add_argument("--log-level", default=os.environ.get("KOJI_MCP_LOG_LEVEL", "INFO"),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (default INFO)")
+
+
+def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sandbox",
+        help="run a local Koji-compatible API for trying and testing koji-mcp",
+        description="Run a local, deterministic emulator of Koji's interview API. It prints its base URL "
+        "and demo API key; point koji-mcp at it with KOJI_BASE_URL and KOJI_API_KEY.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8787, help="port to bind (default 8787)")
+    p.add_argument("--brief", metavar="FILE", help="research brief JSON to use instead of the built-in one")
+    p.add_argument("--rate-limit", type=int, default=60, help="requests per minute per API key (default 60)")
+    p.add_argument("--analysis-delay", type=float, default=1.0,
+                   help="seconds after completion before the analysis is ready (default 1.0)")
+    p.add_argument("--retry-after-header", action="store_true",
+                   help="send Retry-After on 429 like Koji's older docs (default: X-RateLimit-Reset only)")
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser(
+        "demo",
+        help="run a full interview through a real MCP client over stdio, on the sandbox",
+        description="Start the sandbox, launch koji-mcp over stdio under the MCP SDK's client, and run "
+        "an interview end to end, printing each step. Needs no account and no network.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="koji-mcp",
+        description="MCP server for Koji (koji.so) AI-led user-research interviews. With no subcommand, "
+        "serves MCP over stdio (what Claude Desktop, Cursor and VS Code launch).",
+        epilog="Run `koji-mcp SUBCOMMAND --help` for a subcommand's flags.",
+    )
+    parser.add_argument("--version", action="version", version=f"koji-mcp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    _serve_parser(sub)
+    _sandbox_parser(sub)
+    _demo_parser(sub)
+    return parser
+
+
+def _full_help(parser: argparse.ArgumentParser) -> str:
+    """Top-level --help shows every subcommand's flags too, so nothing is hidden a level down."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parts = [parser.format_help()]
+    for name, child in sub.choices.items():
+        parts.append(f"\n=== koji-mcp {name} ===\n{child.format_help()}")
+    return "".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if args_list in (["-h"], ["--help"]):
+        print(_full_help(parser))
+        return 0
+    if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("--version",)):
+        args_list.insert(0, "serve")
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "serve":
+            from koji_mcp.commands.serve import run_serve
+
+            return run_serve(args)
+        if args.command == "sandbox":
+            from koji_mcp.commands.sandbox import run_sandbox_command
+
+            return run_sandbox_command(args)
+        if args.command == "demo":
+            from koji_mcp.demo import run_demo
+
+            return run_demo()
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,124 @@
+"""Settings from environment and flags, validated once at start.
+
+Everything the server needs to know about its surroundings lives here, so that a bad value fails
+fast at startup with one clear line instead of surfacing later inside a tool call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_BASE_URL = "https://koji.so"
+KEY_PREFIX = "pk_live_"
+MEMORY_STATE_DIR = ":memory:"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one line meant for a human."""
+
+
+def default_state_dir(env: Mapping[str, str]) -> str:
+    """The platform user-data directory: `$XDG_DATA_HOME/koji-mcp`, else `~/.local/share/koji-mcp`."""
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME") or Path.home()) / ".local" / "share"
+    return str(base / "koji-mcp")
+
+
+class Settings(BaseModel):
+    """Runtime configuration. Build it with `Settings.load(env, **flags)`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    timeout: float = Field(30.0, gt=0, le=600)
+    connect_timeout: float = Field(5.0, gt=0, le=120)
+    state_dir: str = MEMORY_STATE_DIR
+    sandbox: bool = False
+    read_only: bool = False
+    tools: tuple[str, ...] | None = None
+    max_rate_limit_wait: float = Field(10.0, ge=0, le=60)
+    max_response_bytes: int = Field(1_000_000, ge=1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"KOJI_BASE_URL must start with http:// or https:// (got {value!r})")
+        return value
+
+    @property
+    def key_warning(self) -> str | None:
+        """A warning for keys that do not look like Koji keys (we warn, never reject)."""
+        if self.api_key is None:
+            return None
+        key = self.api_key.get_secret_value()
+        if not key.startswith(KEY_PREFIX):
+            return f"KOJI_API_KEY does not start with {KEY_PREFIX!r}; Koji keys normally do"
+        return None
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Merge env (`KOJI_*`) with explicit flags (flags win; None means "not given")."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("KOJI_API_KEY"):
+            values["api_key"] = env["KOJI_API_KEY"].strip()
+        if env.get("KOJI_BASE_URL"):
+            values["base_url"] = env["KOJI_BASE_URL"]
+        if env.get("KOJI_TIMEOUT"):
+            values["timeout"] = _number(env["KOJI_TIMEOUT"], "KOJI_TIMEOUT")
+        if env.get("KOJI_CONNECT_TIMEOUT"):
+            values["connect_timeout"] = _number(env["KOJI_CONNECT_TIMEOUT"], "KOJI_CONNECT_TIMEOUT")
+        values["state_dir"] = env.get("KOJI_MCP_STATE_DIR") or default_state_dir(env)
+        if env.get("KOJI_MCP_READ_ONLY"):
+            values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
+        if env.get("KOJI_MCP_TOOLS"):
+            values["tools"] = _names(env["KOJI_MCP_TOOLS"])
+        for name, value in flags.items():
+            if value is not None:
+                values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_first_error(exc)) from None
+
+    def require_api_key(self) -> None:
+        """Refuse to serve real Koji without a key (the sandbox brings its own)."""
+        if self.api_key is None and not self.sandbox:
+            raise ConfigError(
+                "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
+                "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
+            )
+
+
+def _number(raw: str, name: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds (got {raw!r})") from None
+
+
+def _flag(raw: str, name: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false (got {raw!r})")
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "settings"
+    return f"invalid setting {field}: {err['msg'].removeprefix('Value error, ')}"

@@ -1,0 +1,232 @@
+"""KojiClient: the only code that talks HTTP to Koji.
+
+One `httpx.AsyncClient` per server, timeouts always set, response bodies capped, and retry rules
+that never spend a customer's credits twice:
+- connect failures (request never sent) are retried a few times with backoff;
+- 429 is retried after the wait Koji asks for, when that wait is short (a 429 was not processed);
+- a POST that may have reached Koji (read timeout, reset, 5xx) is never retried: it raises with
+  `outcome="unknown"` so the caller can tell the user to check before trying again;
+- GETs may retry 5xx and resets with backoff.
+The client knows nothing of MCP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import ValidationError
+
+from koji_mcp import USER_AGENT
+from koji_mcp.config import Settings
+from koji_mcp.errors import (
+    KojiAPIError,
+    KojiConnectError,
+    KojiProtocolError,
+    KojiRateLimited,
+    KojiTimeout,
+    KojiUnavailable,
+)
+from koji_mcp.models import ErrorBody, StartRequest, StartResponse
+from koji_mcp.ratelimit import RateLimitTracker
+
+logger = logging.getLogger(__name__)
+
+START_PATH = "/api/v1/interviews/start"
+CONNECT_RETRIES = 2
+RATE_LIMIT_RETRIES = 2
+SERVER_ERROR_RETRIES = 2  # GET only
+BACKOFF = (0.2, 0.6)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class KojiResponse:
+    """A fully read (and size-capped) answer from Koji."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class KojiClient:
+    """Typed access to Koji's REST API with the retry and error rules above."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        key = api_key if api_key is not None else settings.api_key.get_secret_value() if settings.api_key else ""
+        self.base_url = (base_url or settings.base_url).rstrip("/")
+        self._settings = settings
+        self._sleep = sleep
+        self.rate = RateLimitTracker()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            headers={
+                "Authorization": f"Bearer {key}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> KojiClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    async def start_interview(self, request: StartRequest) -> StartResponse:
+        """POST /api/v1/interviews/start. Never retried once it may have reached Koji."""
+        response = await self.request("POST", START_PATH, json=request.to_body())
+        self.raise_for_error(response, sent=True)
+        try:
+            return StartResponse.model_validate(response.json())
+        except (ValueError, ValidationError):
+            raise KojiProtocolError(
+                f"Koji answered {response.status} but the body has no usable interview_id/session_token",
+                status=response.status,
+            ) from None
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        accept: str | None = None,
+    ) -> KojiResponse:
+        """Send one logical request, retrying only where that cannot double an action."""
+        repeatable = method in {"GET", "HEAD"}
+        send_headers = dict(headers or {})
+        if accept:
+            send_headers["Accept"] = accept
+        connect_tries = rate_tries = server_tries = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = await self._send(method, path, json, send_headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                if connect_tries < CONNECT_RETRIES:
+                    await self._sleep(BACKOFF[min(connect_tries, len(BACKOFF) - 1)])
+                    connect_tries += 1
+                    continue
+                raise KojiConnectError(
+                    f"could not connect to Koji at {self.base_url} ({type(exc).__name__}); "
+                    "the request was not sent"
+                ) from None
+            except httpx.TimeoutException:
+                raise KojiTimeout(
+                    f"Koji did not answer within {self._settings.timeout:g} s after the request was sent"
+                ) from None
+            except httpx.TransportError as exc:
+                if repeatable and server_tries < SERVER_ERROR_RETRIES:
+                    await self._sleep(BACKOFF[min(server_tries, len(BACKOFF) - 1)])
+                    server_tries += 1
+                    continue
+                raise KojiUnavailable(
+                    f"the connection to Koji failed mid-request ({type(exc).__name__})"
+                ) from None
+            logger.info(
+                "%s %s -> %s (%.0f ms)", method, path, response.status, (time.perf_counter() - started) * 1000
+            )
+            self.rate.observe(response.headers)
+            if response.status == 429:
+                wait = self.rate.retry_after(response.headers)
+                if wait is not None and wait <= self._settings.max_rate_limit_wait and rate_tries < RATE_LIMIT_RETRIES:
+                    logger.info("rate limited by Koji; retrying in %.1f s", wait)
+                    await self._sleep(wait)
+                    rate_tries += 1
+                    continue
+                body = _error_body(response)
+                raise KojiRateLimited(
+                    body.error if body else "rate_limited",
+                    body.message if body else "Rate limit exceeded.",
+                    wait,
+                )
+            if response.status >= 500 and repeatable and server_tries < SERVER_ERROR_RETRIES:
+                await self._sleep(BACKOFF[min(server_tries, len(BACKOFF) - 1)])
+                server_tries += 1
+                continue
+            return response
+
+    async def _send(self, method: str, path: str, body: Any, headers: dict[str, str]) -> KojiResponse:
+        cap = self._settings.max_response_bytes
+        async with self._http.stream(method, path, json=body, headers=headers) as response:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise KojiProtocolError(
+                        f"Koji's answer ({response.status_code}) was larger than {cap:,} bytes and was not read",
+                        status=response.status_code,
+                        outcome="unknown" if method not in {"GET", "HEAD"} else "rejected",
+                    )
+                chunks.append(chunk)
+        return KojiResponse(response.status_code, response.headers, b"".join(chunks))
+
+    def raise_for_error(self, response: KojiResponse, *, sent: bool) -> None:
+        """Turn a non-2xx answer into the matching exception (429 is handled in `request`)."""
+        if 200 <= response.status < 300:
+            return
+        body = _error_body(response)
+        if response.status >= 500:
+            detail = f"{body.error}: {body.message}" if body else _snippet(response)
+            raise KojiUnavailable(
+                f"Koji returned HTTP {response.status} ({detail})",
+                status=response.status,
+                outcome="unknown" if sent else "rejected",
+            )
+        if body is None:
+            raise KojiAPIError(
+                response.status,
+                None,
+                f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})",
+                has_koji_body=False,
+            )
+        raise KojiAPIError(response.status, body.error, body.message)
+
+
+def _error_body(response: KojiResponse) -> ErrorBody | None:
+    try:
+        return ErrorBody.model_validate(response.json())
+    except (ValueError, ValidationError):
+        return None
+
+
+def _snippet(response: KojiResponse, limit: int = 120) -> str:
+    text = response.content[:limit].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    kind = response.content_type or "no content type"
+    return f"{kind}: {text!r}" if text else f"{kind}, empty body"

@@ -1,0 +1,45 @@
+"""Logging to stderr only, with secrets redacted from every line.
+
+In stdio mode stdout is the protocol, so nothing may log there. Keys and session tokens are
+masked to their prefix (`pk_live_abcd…`) by the formatter, which sees the final text including
+tracebacks, so a secret cannot slip out through an exception message either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+_SECRETS = [
+    re.compile(r"\b((?:pk|sk|st)_(?:live|test)_)([A-Za-z0-9]{0,4})[A-Za-z0-9_\-]*"),
+    re.compile(r"(?i)\b(bearer\s+)(\S{0,4})\S*"),
+    re.compile(r"(?i)\b(x-session-token[\"']?\s*[:=]\s*[\"']?)(\S{0,4})[^\s\"',}]*"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Route all logging to stderr through the redacting formatter (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_koji_mcp", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._koji_mcp = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs full URLs at INFO; ours are logged by KojiClient without secrets.
+    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,40 @@
+"""The one registry of tools: read tools and write tools, each with its annotation preset.
+
+`select_tools` applies `--read-only` and `--tools`, so a filtered tool is never registered (and
+therefore can't be called), rather than registered and refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mcp.server.mcpserver.tools import Tool
+
+from koji_mcp.tools.schema import ToolSpec, build_tool
+from koji_mcp.tools.start import start_interview
+
+READ_TOOLS: list[ToolSpec] = []
+
+WRITE_TOOLS: list[ToolSpec] = [
+    ToolSpec(start_interview, title="Start interview", read_only=False, idempotent=False),
+]
+
+ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]
+TOOL_NAMES: tuple[str, ...] = tuple(spec.name for spec in ALL_TOOLS)
+
+
+class UnknownToolName(ValueError):
+    """`--tools` named a tool that does not exist."""
+
+
+def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Tool]:
+    specs = READ_TOOLS if read_only else ALL_TOOLS
+    if names is not None:
+        wanted = list(dict.fromkeys(names))
+        unknown = [name for name in wanted if name not in TOOL_NAMES]
+        if unknown:
+            raise UnknownToolName(
+                f"unknown tool name(s): {', '.join(unknown)}; valid names: {', '.join(TOOL_NAMES)}"
+            )
+        specs = [spec for spec in specs if spec.name in wanted]
+    return [build_tool(spec) for spec in specs]

@@ -1,0 +1,144 @@
+"""Turning plain typed functions into MCP tools with strict, inline schemas and readable errors.
+
+The SDK's defaults don't fit us in three ways, fixed here once for every tool:
+- unknown arguments are silently ignored -> we reject them (a typo must not drop data);
+- nested models publish `$ref`/`$defs` -> we inline them (several clients can't resolve refs);
+- validation errors arrive as pydantic's multi-line dump -> we list `field: problem` lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+from pydantic import ConfigDict, ValidationError
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool's function plus what hosts show about it (annotations are always all four)."""
+
+    fn: Callable[..., Any]
+    title: str
+    read_only: bool
+    idempotent: bool
+    destructive: bool = False
+    open_world: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=self.open_world,
+        )
+
+
+class StrictTool(Tool):
+    """A Tool whose argument errors read as `field: problem` lines the model can act on."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        try:
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(describe_validation_error(self.name, exc.__cause__)) from exc.__cause__
+            raise
+
+
+def build_tool(spec: ToolSpec) -> Tool:
+    description = inspect.cleandoc(spec.fn.__doc__ or "")
+    tool = StrictTool.from_function(spec.fn, title=spec.title, description=description, annotations=spec.annotations)
+    base = tool.fn_metadata.arg_model
+    strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)})
+    tool.fn_metadata.arg_model = strict
+    tool.parameters = tidy_schema(inline_refs(strict.model_json_schema(by_alias=True)))
+    if tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_schema = tidy_schema(inline_refs(tool.fn_metadata.output_schema))
+    return tool
+
+
+def tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Flatten what pydantic adds for Python's sake: `title`s, and `anyOf [X, null]` with a null default.
+
+    An optional field is simply one the caller may omit; the flat form is smaller and reads better
+    in every client. Property *names* (keys under `properties`) are never touched.
+    """
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key == "properties" and isinstance(value, dict):
+                out[key] = {name: walk(prop) for name, prop in value.items()}
+            else:
+                out[key] = walk(value)
+        options = out.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options and out.get("default") is None:
+            other = next(o for o in options if o != {"type": "null"})
+            merged = {**other, **{k: v for k, v in out.items() if k not in ("anyOf", "default")}}
+            return merged
+        return out
+
+    return walk(schema)
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace local '#/$defs/X' refs by their definitions (our models are not recursive)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                target = walk(defs[ref.rsplit("/", 1)[-1]])
+                return {**target, **{k: walk(v) for k, v in node.items() if k != "$ref"}}
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+FORMAT_HINTS = {
+    "locale": "must be a locale code such as 'en', 'es' or 'pt-BR'",
+    "interview_id": "must be an interview_id as returned by start_interview or list_interviews",
+}
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or "arguments"
+        if err["type"] == "extra_forbidden":
+            problem = "unknown field (not part of this tool's input schema)"
+        elif err["type"] == "missing":
+            problem = "required field is missing"
+        elif err["type"] == "string_pattern_mismatch":
+            problem = FORMAT_HINTS.get(str(err["loc"][-1]), f"has the wrong format ({err['msg']})")
+        else:
+            problem = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"- {where}: {problem}")
+    return (
+        f"Invalid arguments for {tool}; nothing was sent to Koji.\n"
+        + "\n".join(lines[:10])
+        + ("\n- …" if len(lines) > 10 else "")
+        + f"\nFix these fields (see the tool's input schema) and call {tool} again."
+    )

@@ -1,0 +1,95 @@
+"""Settings validation, secret redaction in logs, and rate-limit header arithmetic."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from koji_mcp.config import ConfigError, Settings, default_state_dir
+from koji_mcp.logs import RedactingFormatter, redact
+from koji_mcp.ratelimit import RateLimitTracker
+
+
+def test_env_is_read_and_flags_win() -> None:
+    env = {"KOJI_API_KEY": "pk_live_abc", "KOJI_BASE_URL": "http://x.test/", "KOJI_TIMEOUT": "12",
+           "KOJI_MCP_STATE_DIR": "/tmp/s", "KOJI_MCP_READ_ONLY": "true", "KOJI_MCP_TOOLS": "a, b"}
+    s = Settings.load(env, timeout=3.0, base_url=None)
+    assert s.api_key.get_secret_value() == "pk_live_abc"
+    assert s.base_url == "http://x.test" and s.timeout == 3.0 and s.state_dir == "/tmp/s"
+    assert s.read_only is True and s.tools == ("a", "b")
+
+
+def test_defaults() -> None:
+    s = Settings.load({"HOME": "/home/u"})
+    assert s.api_key is None and s.base_url == "https://koji.so" and s.timeout == 30 and s.connect_timeout == 5
+    assert s.state_dir == "/home/u/.local/share/koji-mcp"
+    assert default_state_dir({"XDG_DATA_HOME": "/xdg"}) == "/xdg/koji-mcp"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KOJI_BASE_URL": "koji.so"}, "KOJI_BASE_URL must start with http:// or https://"),
+        ({"KOJI_TIMEOUT": "soon"}, "KOJI_TIMEOUT must be a number of seconds"),
+        ({"KOJI_TIMEOUT": "-1"}, "invalid setting timeout"),
+        ({"KOJI_MCP_READ_ONLY": "maybe"}, "KOJI_MCP_READ_ONLY must be true or false"),
+    ],
+)
+def test_bad_settings_fail_with_one_line(env, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(env)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_key_is_refused_unless_sandbox() -> None:
+    with pytest.raises(ConfigError, match="KOJI_API_KEY is not set"):
+        Settings.load({}).require_api_key()
+    Settings.load({}, sandbox=True).require_api_key()
+
+
+def test_key_shape_warns_but_does_not_reject() -> None:
+    assert Settings.load({"KOJI_API_KEY": "sk_other"}).key_warning.startswith("KOJI_API_KEY does not start with")
+    assert Settings.load({"KOJI_API_KEY": "pk_live_" + "a" * 32}).key_warning is None
+
+
+def test_api_key_never_appears_in_repr() -> None:
+    s = Settings(api_key="pk_live_supersecretsupersecret000000")
+    assert "supersecret" not in repr(s) and "supersecret" not in str(s.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("key pk_live_abcdefghijklmnopqrstuvwxyz012345 used", "key pk_live_abcd… used"),
+        ("Authorization: Bearer pk_live_zzzzzzzzzz", "Authorization: Bearer pk_l…"),
+        ("token st_live_0123456789abcdef", "token st_live_0123…"),
+        ("{'X-Session-Token': 'st_live_secret'}", "{'X-Session-Token': 'st_l…'}"),
+    ],
+)
+def test_redaction(raw, shown) -> None:
+    assert redact(raw) == shown
+
+
+def test_formatter_redacts_messages_and_tracebacks() -> None:
+    formatter = RedactingFormatter("%(message)s")
+    try:
+        raise RuntimeError("failed with pk_live_canarycanarycanary0000000000")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token %s", ("st_live_canary123",), sys.exc_info())
+    out = formatter.format(record)
+    assert "canary" not in out and "pk_live_cana…" in out and "st_live_cana…" in out
+
+
+def test_retry_after_prefers_header_then_reset() -> None:
+    tracker = RateLimitTracker(clock=lambda: 1000.0)
+    assert tracker.retry_after({"retry-after": "7"}) == 7
+    assert tracker.retry_after({"x-ratelimit-reset": "1012"}) == 12
+    assert tracker.retry_after({"x-ratelimit-reset": "990"}) == 0
+    assert tracker.retry_after({"x-ratelimit-reset": "99999"}) == 120  # capped
+    assert tracker.retry_after({"retry-after": "junk"}) is None
+    assert tracker.retry_after({}) is None
+    tracker.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "47", "x-ratelimit-reset": "1060"})
+    assert (tracker.snapshot.limit, tracker.snapshot.remaining, tracker.snapshot.reset_at) == (60, 47, 1060.0)

@@ -1,0 +1,177 @@
+"""Every documented failure of start_interview becomes a clear isError result, sent exactly once."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from mcp import Client
+
+from koji_mcp.sandbox import (
+    DELETED_PROJECT_KEY,
+    DRAFT_PROJECT_KEY,
+    NO_PERMISSION_KEY,
+    READ_ONLY_KEY,
+    REVOKED_KEY,
+    SandboxConfig,
+    SandboxServer,
+)
+from koji_mcp.server import build_server
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.anyio
+START = "/api/v1/interviews/start"
+
+
+async def call_start(settings, arguments=None) -> tuple[bool, str, object]:
+    async with Client(build_server(settings), mode="legacy") as c:
+        result = await c.call_tool("start_interview", arguments or {})
+    return result.is_error, result.content[0].text, result.structured_content
+
+
+@pytest.mark.parametrize(
+    ("key", "arguments", "expected"),
+    [
+        (REVOKED_KEY, {}, "Koji rejected start_interview (HTTP 401 unauthorized): The provided API key is invalid or has been revoked.\n"
+         "Koji did not act on the request. Check KOJI_API_KEY: it is missing, mistyped or revoked."),
+        (NO_PERMISSION_KEY, {}, "Koji rejected start_interview (HTTP 403 forbidden): Your API key does not have the required permission for this action.\n"
+         "Koji did not act on the request. The API key lacks the permission 'interview:start'"),
+        (READ_ONLY_KEY, {}, "(HTTP 403 forbidden)"),
+        (DELETED_PROJECT_KEY, {}, "Koji rejected start_interview (HTTP 404 not_found): The specified project does not exist.\n"
+         "Koji did not act on the request. The API key's project does not exist"),
+        (DRAFT_PROJECT_KEY, {}, "Koji rejected start_interview (HTTP 422 unprocessable): The project has no published research brief.\n"
+         "Koji did not act on the request. Publish the project's research brief in Koji"),
+        (None, {"locale": "xx"}, "Koji rejected start_interview (HTTP 400 invalid_request): Unsupported locale 'xx'."),
+    ],
+)
+async def test_documented_errors(sandbox, key, arguments, expected) -> None:
+    settings = make_settings(sandbox.base_url, **({"api_key": key} if key else {}))
+    is_error, text, structured = await call_start(settings, arguments)
+    assert is_error and structured is None
+    assert expected in text, text
+    assert len(sandbox.requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"status": 409, "json": {"error": "conflict", "message": "An interview is already running."}},
+         "Koji rejected start_interview (HTTP 409 conflict): An interview is already running.\nKoji did not act on the request. "
+         "Koji reports a conflict"),
+        ({"status": 402, "json": {"error": "payment_required", "message": "credit limit reached"}},
+         "The Koji account is out of credits"),
+        ({"status": 500, "json": {"error": "internal_error", "message": "boom"}},
+         "Koji is unavailable or answered badly: Koji returned HTTP 500 (internal_error: boom)\nOutcome unknown: the interview may have been started"),
+        ({"status": 502, "body": "<html><body>Bad Gateway</body></html>", "content_type": "text/html"},
+         "Koji is unavailable or answered badly: Koji returned HTTP 502 (text/html: '<html><body>Bad Gateway</body></html>')\nOutcome unknown"),
+        ({"status": 503, "body": "down", "content_type": "text/plain", "headers": {"Retry-After": "1"}},
+         "Koji returned HTTP 503 (text/plain: 'down')\nOutcome unknown"),
+        ({"status": 201, "body": "not json", "content_type": "text/plain"},
+         "Koji answered 201 but the body has no usable interview_id/session_token\nOutcome unknown"),
+        ({"status": 201, "json": {"session_token": "st_live_x", "initial_message": "hi"}},
+         "Koji answered 201 but the body has no usable interview_id/session_token"),
+        ({"status": 418, "body": "teapot", "content_type": "text/plain"},
+         "Koji rejected start_interview (HTTP 418): Koji returned HTTP 418 without its JSON error body (text/plain: 'teapot')\n"
+         "Koji did not act on the request. Is KOJI_BASE_URL right?"),
+    ],
+)
+async def test_faults_are_reported_and_never_retried(sandbox, settings, fault, expected) -> None:
+    sandbox.fault(path=START, **fault)
+    is_error, text, structured = await call_start(settings)
+    assert is_error and structured is None
+    assert expected in text, text
+    assert len(sandbox.requests()) == 1, "a POST that may have reached Koji must never be retried"
+
+
+async def test_unknown_outcome_is_recorded_in_the_ledger(sandbox, settings) -> None:
+    sandbox.fault(path=START, status=502, after_processing=True, body="gateway", content_type="text/plain")
+    async with Client(build_server(settings), mode="legacy") as c:
+        result = await c.call_tool("start_interview", {"respondent": {"external_id": "u-7"}})
+    assert result.is_error
+    assert "Recorded in the ledger as unknown-" in result.content[0].text
+    assert len(sandbox.interviews()) == 1  # Koji did start it: that's why we must not retry
+
+    from koji_mcp.ledger import Ledger
+
+    [entry] = Ledger.open(settings.state_dir, sandbox.base_url).find_by_external_id("u-7")
+    assert entry.status == "unknown" and entry.interview_id.startswith("unknown-")
+
+
+async def test_read_timeout_after_sending_is_outcome_unknown(sandbox) -> None:
+    settings = make_settings(sandbox.base_url, timeout=0.3)
+    sandbox.fault(path=START, status=201, delay=1.0, after_processing=True)
+    is_error, text, _ = await call_start(settings)
+    assert is_error
+    assert text.startswith("Koji timed out: Koji did not answer within 0.3 s after the request was sent\nOutcome unknown")
+    assert len(sandbox.requests()) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_connection_refused_is_retried_then_reported_as_not_sent() -> None:
+    settings = make_settings(f"http://127.0.0.1:{_closed_port()}")
+    is_error, text, _ = await call_start(settings)
+    assert is_error
+    assert text.startswith("Could not reach Koji: could not connect to Koji at http://127.0.0.1:")
+    assert "Nothing was sent to Koji. Check the network and KOJI_BASE_URL, then call start_interview again." in text
+
+
+async def test_connect_failures_are_retried_within_bounds() -> None:
+    """MockTransport: the sandbox cannot refuse a connection and then accept the retry."""
+    from koji_mcp.koji import KojiClient
+    from koji_mcp.models import StartRequest
+
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) < 3:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(201, json={"interview_id": "i1", "session_token": "st_live_t", "initial_message": "hi"})
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    client = KojiClient(make_settings("http://koji.test"), transport=httpx.MockTransport(handler), sleep=no_sleep)
+    started = await client.start_interview(StartRequest())
+    await client.aclose()
+    assert started.interview_id == "i1" and len(attempts) == 3
+
+
+@pytest.fixture
+def limited_sandbox(request) -> AsyncIterator[SandboxServer]:
+    window = request.param
+    with SandboxServer(SandboxConfig(rate_limit=1, window_seconds=window)) as server:
+        yield server
+
+
+def _requests(server: SandboxServer) -> list[dict]:
+    return [r for r in httpx.get(f"{server.base_url}/_sandbox/requests").json()["requests"] if r["path"] == START]
+
+
+@pytest.mark.parametrize("limited_sandbox", [120.0], indirect=True)
+async def test_429_with_a_long_wait_returns_at_once_saying_when(limited_sandbox) -> None:
+    settings = make_settings(limited_sandbox.base_url)
+    assert not (await call_start(settings))[0]
+    is_error, text, _ = await call_start(settings)
+    assert is_error
+    assert text.startswith("Koji rate limit reached (HTTP 429 rate_limited): Rate limit exceeded.")
+    assert "Koji did not act on the request. Retry in 1" in text and "UTC)." in text
+    assert [r["status"] for r in _requests(limited_sandbox)] == [201, 429]
+
+
+@pytest.mark.parametrize("limited_sandbox", [1.5], indirect=True)
+async def test_429_with_a_short_wait_is_retried_after_that_wait(limited_sandbox) -> None:
+    settings = make_settings(limited_sandbox.base_url)
+    assert not (await call_start(settings))[0]
+    is_error, text, _ = await call_start(settings)
+    assert not is_error, text
+    statuses = [r["status"] for r in _requests(limited_sandbox)]
+    assert statuses[0] == 201 and statuses[-1] == 201 and set(statuses[1:-1]) <= {429}
+    assert statuses.count(201) == 2

@@ -1,0 +1,65 @@
+"""tools/list: checked-in schema snapshots, annotations on every tool, and the size budget.
+
+Regenerate snapshots after an intended change with `UPDATE_SNAPSHOTS=1 make test`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+pytestmark = pytest.mark.anyio
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
+HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+
+
+async def _tools(client: Client) -> list[dict]:
+    listed = await client.list_tools()
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in listed.tools]
+
+
+async def test_schemas_match_snapshots(legacy_client: Client) -> None:
+    tools = await _tools(legacy_client)
+    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+    for tool in tools:
+        path = SNAPSHOTS / f"{tool['name']}.json"
+        text = json.dumps(tool, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        if os.environ.get("UPDATE_SNAPSHOTS"):
+            path.write_text(text)
+        assert path.exists(), f"no snapshot for {tool['name']}: run UPDATE_SNAPSHOTS=1 make test"
+        assert json.loads(path.read_text()) == tool, f"{tool['name']} schema changed; update the snapshot if intended"
+    stale = {p.stem for p in SNAPSHOTS.glob("*.json")} - {t["name"] for t in tools}
+    assert not stale, f"snapshots for tools that no longer exist: {stale}"
+
+
+async def test_every_tool_is_annotated_titled_inline_and_within_budget(legacy_client: Client) -> None:
+    tools = await _tools(legacy_client)
+    listing = json.dumps({"tools": tools})
+    assert len(listing) <= 12_000, f"tools/list is {len(listing)} characters"
+    for tool in tools:
+        assert tool.get("title"), tool["name"]
+        assert tool["annotations"].get("title") == tool["title"]
+        for hint in HINTS:
+            assert isinstance(tool["annotations"].get(hint), bool), (tool["name"], hint)
+        assert len(tool["description"]) <= 600, (tool["name"], len(tool["description"]))
+        schema_text = json.dumps(tool["inputSchema"]) + json.dumps(tool.get("outputSchema", {}))
+        assert "$ref" not in schema_text and "$defs" not in schema_text, tool["name"]
+        assert tool["inputSchema"].get("additionalProperties") is False, tool["name"]
+        for name, prop in tool["inputSchema"]["properties"].items():
+            assert prop.get("description"), f"{tool['name']}.{name} has no description"
+
+
+async def test_start_interview_annotations(legacy_client: Client) -> None:
+    [start] = [t for t in await _tools(legacy_client) if t["name"] == "start_interview"]
+    assert start["annotations"] == {
+        "title": "Start interview", "readOnlyHint": False, "destructiveHint": False,
+        "idempotentHint": False, "openWorldHint": True,
+    }
+    respondent = start["inputSchema"]["properties"]["respondent"]
+    assert set(respondent["properties"]) == {"external_id", "display_name", "metadata"}
+    for name, prop in respondent["properties"].items():
+        assert prop.get("description"), name
