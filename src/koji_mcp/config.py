@@ -44,6 +44,7 @@ class Settings(BaseModel):
     tools: tuple[str, ...] | None = None
     max_rate_limit_wait: float = Field(10.0, ge=0, le=60)
     max_response_bytes: int = Field(1_000_000, ge=1024)
+    analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
 
     @field_validator("base_url")
     @classmethod

@@ -62,6 +62,8 @@ async def _run(base_url: str, api_key: str, state_dir: str, errlog: Any) -> None
                  f"(protocol {init.protocol_version})")
             tools = await session.list_tools()
             _say(f"✓ tools: {', '.join(t.name for t in tools.tools)}")
+            prompts = await session.list_prompts()
+            _say(f"✓ prompts: {', '.join(p.name for p in prompts.prompts)}")
             started = await _call(
                 session, "start_interview", {"respondent": DEMO_RESPONDENT, "mode": "text", "locale": "en"}
             )
@@ -71,11 +73,48 @@ async def _run(base_url: str, api_key: str, state_dir: str, errlog: Any) -> None
             await run_lifecycle(session, started["interview_id"])
 
 
+DEMO_ANSWERS = [
+    "The first week was mixed: setup was confusing, but the dashboards were great once I found them.",
+    "I'd give the setup a 6 out of 10.",
+    "The video tutorials helped me the most.",
+    "So far I've used Dashboards, Reports and Alerts.",
+    "Lower price matters most, then faster performance, then more integrations, then better documentation.",
+    "Yes, I would recommend it.",
+]
+
+
 async def run_lifecycle(session: ClientSession, interview_id: str) -> None:
-    """Extended by later steps of the demo (messages, completion, analysis) when those tools exist."""
-    tools = {t.name for t in (await session.list_tools()).tools}
-    if "send_interview_message" not in tools:
-        return
+    """Answer every question, complete the interview, then print the transcript and the analysis."""
+    for answer in DEMO_ANSWERS:
+        reply = await _call(session, "send_interview_message", {"interview_id": interview_id, "content": answer})
+        _say("  Koji's interviewer says:")
+        _say(_wrap(reply["interviewer_message"]))
+        if reply["ended"]:
+            break
+    done = await _call(session, "complete_interview", {"interview_id": interview_id, "reason": "natural"})
+    _say(f"  completed (reason {done['completion_reason']}); Koji is analysing…")
+    for _ in range(20):
+        result = await _call(session, "get_interview", {"interview_id": interview_id, "include_transcript": True})
+        if result["analysis_status"] == "ready":
+            break
+        await anyio.sleep(0.5)
+    _say("\nTranscript")
+    for message in result.get("transcript", []):
+        _say(f"  [{message['role']}]")
+        _say(_wrap(message["content"]))
+    analysis = result.get("analysis") or {}
+    _say("\nAnalysis")
+    if analysis.get("summary"):
+        _say(_wrap(f"Summary: {analysis['summary']}", "  "))
+    if analysis.get("themes"):
+        _say("  Themes: " + ", ".join(f"{t['name']} ({t['mentions']})" for t in analysis["themes"]))
+    _say("  Structured answers:")
+    for answer in result.get("structured_answers", []):
+        value = json.dumps(answer["structuredValue"], ensure_ascii=False)
+        _say(f"    {answer['questionId']} [{answer['questionType']}] {answer['questionText']}")
+        _say(f"       -> {value} (confidence {answer.get('confidence', 0):.2f})")
+    listed = await _call(session, "list_interviews", {"limit": 5})
+    _say(f"  the ledger holds {listed['total']} interview(s); session tokens never left the server.")
 
 
 def run_demo() -> int:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Awaitable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -35,10 +36,17 @@ from koji_mcp.errors import (
 )
 from koji_mcp.models import ErrorBody, StartRequest, StartResponse
 from koji_mcp.ratelimit import RateLimitTracker
+from koji_mcp.replies import MessageReply, ReplyFormatError, parse_json_reply, parse_sse_reply
 
 logger = logging.getLogger(__name__)
 
 START_PATH = "/api/v1/interviews/start"
+INTERVIEW_PATH = "/api/v1/interviews/{id}"
+# Koji's docs disagree on these routes; try the current one first, fall back to the older one
+# only when the route itself is missing (404/405 without Koji's JSON error body).
+MESSAGE_ROUTES = ("/api/v1/interviews/{id}/message", "/api/v1/interviews/{id}/messages")
+COMPLETE_ROUTES = ("/api/interview/complete", "/api/v1/interviews/{id}/complete")
+MESSAGE_ACCEPT = "text/event-stream, application/json"
 CONNECT_RETRIES = 2
 RATE_LIMIT_RETRIES = 2
 SERVER_ERROR_RETRIES = 2  # GET only
@@ -80,6 +88,7 @@ class KojiClient:
         self._settings = settings
         self._sleep = sleep
         self.rate = RateLimitTracker()
+        self.routes: dict[str, str] = {}  # which route variant worked, per kind ("message", "complete")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
@@ -115,6 +124,71 @@ class KojiClient:
                 status=response.status,
             ) from None
 
+    async def send_message(self, interview_id: str, session_token: str, content: str) -> MessageReply:
+        """POST the respondent's message; the reply may be JSON or an SSE stream."""
+        headers = {"X-Session-Token": session_token}
+
+        async def attempt(route: str) -> KojiResponse:
+            return await self.request(
+                "POST", route.format(id=quote(interview_id, safe="")), json={"content": content},
+                headers=headers, accept=MESSAGE_ACCEPT,
+            )
+
+        response = await self._with_fallback("message", MESSAGE_ROUTES, attempt)
+        self.raise_for_error(response, sent=True)
+        try:
+            if response.content_type == "text/event-stream":
+                return parse_sse_reply(response.content.decode("utf-8", "replace"))
+            return parse_json_reply(response.json())
+        except (ValueError, ReplyFormatError) as exc:
+            raise KojiProtocolError(
+                f"Koji answered {response.status} but the interviewer's reply could not be read ({exc})",
+                status=response.status,
+            ) from None
+
+    async def complete_interview(
+        self, interview_id: str, session_token: str, *, reason: str, feedback: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Complete an interview (idempotent at Koji, so retrying it is safe)."""
+        extra = {"reason": reason, **({"feedback": feedback} if feedback else {})}
+
+        async def attempt(route: str) -> KojiResponse:
+            if "{id}" in route:
+                path, body = route.format(id=quote(interview_id, safe="")), extra
+            else:
+                path, body = route, {"interview_id": interview_id, **extra}
+            return await self.request(
+                "POST", path, json=body, headers={"X-Session-Token": session_token}, idempotent=True
+            )
+
+        response = await self._with_fallback("complete", COMPLETE_ROUTES, attempt)
+        self.raise_for_error(response, sent=True)
+        return _json_object(response, "completion")
+
+    async def get_interview(self, interview_id: str) -> dict[str, Any]:
+        """GET the interview: status, transcript, analysis. Unknown fields are kept."""
+        response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
+        self.raise_for_error(response, sent=True)
+        return _json_object(response, "interview")
+
+    async def _with_fallback(
+        self, kind: str, routes: tuple[str, ...], attempt: Callable[[str], Awaitable[KojiResponse]]
+    ) -> KojiResponse:
+        """Try the remembered (else current) route; on a missing route, the next one; remember what worked."""
+        remembered = self.routes.get(kind)
+        order = [remembered, *[r for r in routes if r != remembered]] if remembered else list(routes)
+        response: KojiResponse | None = None
+        for index, route in enumerate(order):
+            response = await attempt(route)
+            if route_missing(response) and index < len(order) - 1:
+                logger.info("%s route %s is missing at Koji; trying %s", kind, route, order[index + 1])
+                continue
+            if not route_missing(response):
+                self.routes[kind] = route
+            return response
+        assert response is not None
+        return response
+
     # -- plumbing -------------------------------------------------------------------------------
 
     async def request(
@@ -125,9 +199,10 @@ class KojiClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         accept: str | None = None,
+        idempotent: bool = False,
     ) -> KojiResponse:
         """Send one logical request, retrying only where that cannot double an action."""
-        repeatable = method in {"GET", "HEAD"}
+        repeatable = idempotent or method in {"GET", "HEAD"}
         send_headers = dict(headers or {})
         if accept:
             send_headers["Accept"] = accept
@@ -216,6 +291,22 @@ class KojiClient:
                 has_koji_body=False,
             )
         raise KojiAPIError(response.status, body.error, body.message)
+
+
+def route_missing(response: KojiResponse) -> bool:
+    """404/405 without Koji's JSON error body: the route does not exist (not "interview not found")."""
+    return response.status in (404, 405) and _error_body(response) is None
+
+
+def _json_object(response: KojiResponse, what: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise KojiProtocolError(f"Koji answered {response.status} but the {what} is not a JSON object",
+                                status=response.status)
+    return data
 
 
 def _error_body(response: KojiResponse) -> ErrorBody | None:

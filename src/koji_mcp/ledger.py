@@ -54,7 +54,7 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 
-STATUSES = ("active", "ended", "completed", "unknown")
+STATUSES = ("active", "ended", "completed", "expired", "unknown")
 
 
 def now_iso() -> str:
@@ -207,6 +207,14 @@ class Ledger:
                        WHERE base_url = ? AND owner = ? AND interview_id = ? AND status != 'completed'""",
                     (status, stamp, self.base_url, owner, interview_id),
                 )
+
+    def touch(self, interview_id: str, owner: str) -> None:
+        """Record activity (a relayed message) without changing the status."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE interviews SET updated_at = ? WHERE base_url = ? AND owner = ? AND interview_id = ?",
+                (now_iso(), self.base_url, owner, interview_id),
+            )
 
     # -- reads ----------------------------------------------------------------------------------
 

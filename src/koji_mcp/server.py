@@ -19,6 +19,8 @@ from starlette.responses import JSONResponse
 
 from koji_mcp import __version__
 from koji_mcp.config import Settings
+from koji_mcp.prompts import register_prompts
+from koji_mcp.resources import register_resources
 from koji_mcp.services import Services, open_services
 from koji_mcp.tools import select_tools
 
@@ -57,6 +59,9 @@ def build_server(settings: Settings, services: Services | None = None) -> MCPSer
         lifespan=lifespan,
         log_level="WARNING",
     )
+
+    register_resources(server)
+    register_prompts(server)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

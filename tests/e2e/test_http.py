@@ -63,7 +63,7 @@ async def test_streamable_http(http_server, sandbox, mode) -> None:
     port, _ = http_server
     async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as c:
         tools = await c.list_tools()
-        assert [t.name for t in tools.tools] == ["start_interview"]
+        assert "start_interview" in [t.name for t in tools.tools]
         result = await c.call_tool("start_interview", {"respondent": {"external_id": "http-1"}})
     assert not result.is_error, result.content[0].text
     [koji] = sandbox.interviews()
@@ -88,7 +88,7 @@ async def test_sse(http_server, sandbox) -> None:
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = await session.list_tools()
-            assert [t.name for t in tools.tools] == ["start_interview"]
+            assert "start_interview" in [t.name for t in tools.tools]
             first = await session.call_tool("start_interview", {"mode": "text"})
             second = await session.call_tool("start_interview", {"mode": "voice"})
     assert not first.is_error and not second.is_error

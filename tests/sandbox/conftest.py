@@ -22,15 +22,15 @@ def bearer_fixture() -> Callable[[str], dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxServer]:
+def shared_sandbox() -> Iterator[SandboxServer]:
     """One shared default sandbox (analysis_delay shortened); reset before each test."""
     with SandboxServer(SandboxConfig(analysis_delay=0.2)) as server:
         yield server
 
 
 @pytest.fixture
-def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.base_url, timeout=10) as c:
+def http(shared_sandbox: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_sandbox.base_url, timeout=10) as c:
         assert c.post("/_sandbox/reset").status_code == 200
         yield c
 
@@ -51,11 +51,11 @@ def make_server() -> Iterator[Callable[..., SandboxServer]]:
 
 
 @pytest.fixture
-def start(client: httpx.Client) -> Callable[..., dict[str, Any]]:
+def start(http: httpx.Client) -> Callable[..., dict[str, Any]]:
     """Start an interview with DEMO_KEY (or ``key``) and return the 201 body."""
 
-    def do(body: dict[str, Any] | None = None, key: str = DEMO_KEY, http: httpx.Client | None = None) -> dict[str, Any]:
-        r = (http or client).post("/api/v1/interviews/start", json=body or {}, headers=bearer(key))
+    def do(body: dict[str, Any] | None = None, key: str = DEMO_KEY, via: httpx.Client | None = None) -> dict[str, Any]:
+        r = (via or http).post("/api/v1/interviews/start", json=body or {}, headers=bearer(key))
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -68,7 +68,8 @@ _ANSWERS: list[tuple[str, Any]] = [
     ("I'd say 8 out of 10", 8),
     ("Mostly the video tutorials", "Video tutorials"),
     ("Alerts and dashboards, sometimes the mobile app", ["Dashboards", "Alerts", "Mobile app"]),
-    ("Lower price first, then faster performance, then more integrations", ["Lower price", "Faster performance", "More integrations"]),
+    ("Lower price first, then faster performance, then more integrations",
+     ["Lower price", "Faster performance", "More integrations"]),
     ("Yes, definitely", True),
 ]
 

@@ -13,26 +13,26 @@ from koji_mcp.sandbox import DEMO_KEY
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
 
 
-def _complete(client: httpx.Client, iid: str, token: str | None, route: str = "current", **body):
+def _complete(http: httpx.Client, iid: str, token: str | None, route: str = "current", **body):
     headers = dict(AUTH)
     if token is not None:
         headers["X-Session-Token"] = token
     if route == "current":
-        return client.post("/api/interview/complete", json={"interview_id": iid, **body}, headers=headers)
-    return client.post(f"/api/v1/interviews/{iid}/complete", json=body, headers=headers)
+        return http.post("/api/interview/complete", json={"interview_id": iid, **body}, headers=headers)
+    return http.post(f"/api/v1/interviews/{iid}/complete", json=body, headers=headers)
 
 
-def _answer_all(client, started, answers):
+def _answer_all(http, started, answers):
     for text, _ in answers:
-        r = client.post(f"/api/v1/interviews/{started['interview_id']}/message", json={"content": text},
+        r = http.post(f"/api/v1/interviews/{started['interview_id']}/message", json={"content": text},
                         headers={**AUTH, "X-Session-Token": started["session_token"]})
         assert r.status_code == 200
 
 
 @pytest.mark.parametrize("route", ["current", "legacy"])
-def test_complete_body_and_idempotency(client, start, route):
+def test_complete_body_and_idempotency(http, start, route):
     s = start()
-    r1 = _complete(client, s["interview_id"], s["session_token"], route, reason="respondent_left",
+    r1 = _complete(http, s["interview_id"], s["session_token"], route, reason="respondent_left",
                    feedback={"rating": 5, "comment": "nice"})
     assert r1.status_code == 200
     body = r1.json()
@@ -44,55 +44,55 @@ def test_complete_body_and_idempotency(client, start, route):
     datetime.fromisoformat(body["completed_at"].replace("Z", "+00:00"))
     time.sleep(0.01)
     # idempotent on both routes, with a different reason: exactly the same body
-    r2 = _complete(client, s["interview_id"], s["session_token"], "current", reason="timeout")
-    r3 = _complete(client, s["interview_id"], s["session_token"], "legacy")
+    r2 = _complete(http, s["interview_id"], s["session_token"], "current", reason="timeout")
+    r3 = _complete(http, s["interview_id"], s["session_token"], "legacy")
     assert r2.status_code == r3.status_code == 200
     assert r1.content == r2.content == r3.content
-    got = client.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()
+    got = http.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()
     assert got["status"] == "completed" and got["feedback"] == {"rating": 5, "comment": "nice"}
     assert got["completed_at"] == body["completed_at"]
 
 
-def test_complete_defaults_to_manual(client, start):
+def test_complete_defaults_to_manual(http, start):
     s = start()
-    assert _complete(client, s["interview_id"], s["session_token"]).json()["completion_reason"] == "manual"
+    assert _complete(http, s["interview_id"], s["session_token"]).json()["completion_reason"] == "manual"
 
 
-def test_complete_errors(client, start, api_error):
+def test_complete_errors(http, start, api_error):
     s = start()
     iid, token = s["interview_id"], s["session_token"]
-    assert "'reason'" in api_error(_complete(client, iid, token, reason="bored"), 400, "invalid_request")
-    assert "'feedback.x'" in api_error(_complete(client, iid, token, feedback={"x": {"y": 1}}), 400,
+    assert "'reason'" in api_error(_complete(http, iid, token, reason="bored"), 400, "invalid_request")
+    assert "'feedback.x'" in api_error(_complete(http, iid, token, feedback={"x": {"y": 1}}), 400,
                                        "invalid_request")
-    assert "'feedback'" in api_error(_complete(client, iid, token, feedback=[1]), 400, "invalid_request")
-    r = client.post("/api/interview/complete", json={}, headers={**AUTH, "X-Session-Token": token})
+    assert "'feedback'" in api_error(_complete(http, iid, token, feedback=[1]), 400, "invalid_request")
+    r = http.post("/api/interview/complete", json={}, headers={**AUTH, "X-Session-Token": token})
     assert "'interview_id' is required" in api_error(r, 400, "invalid_request")
-    r = client.post("/api/interview/complete", json={"interview_id": 7}, headers={**AUTH, "X-Session-Token": token})
+    r = http.post("/api/interview/complete", json={"interview_id": 7}, headers={**AUTH, "X-Session-Token": token})
     api_error(r, 400, "invalid_request")
-    r = client.post(f"/api/v1/interviews/{iid}/complete", json={"interview_id": "other"},
+    r = http.post(f"/api/v1/interviews/{iid}/complete", json={"interview_id": "other"},
                     headers={**AUTH, "X-Session-Token": token})
     assert "does not match" in api_error(r, 400, "invalid_request")
-    api_error(_complete(client, iid, None), 401, "invalid_session_token")
-    api_error(_complete(client, iid, "st_live_nope", "legacy"), 401, "invalid_session_token")
-    api_error(_complete(client, "no-such-interview", token), 404, "not_found")
+    api_error(_complete(http, iid, None), 401, "invalid_session_token")
+    api_error(_complete(http, iid, "st_live_nope", "legacy"), 401, "invalid_session_token")
+    api_error(_complete(http, "no-such-interview", token), 404, "not_found")
     # nothing above completed it
-    assert client.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["status"] == "active"
+    assert http.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["status"] == "active"
     # token stays valid for complete after completion; a wrong one still fails
-    assert _complete(client, iid, token).status_code == 200
-    assert _complete(client, iid, token, "legacy").status_code == 200
-    api_error(_complete(client, iid, "st_live_nope"), 401, "invalid_session_token")
+    assert _complete(http, iid, token).status_code == 200
+    assert _complete(http, iid, token, "legacy").status_code == 200
+    api_error(_complete(http, iid, "st_live_nope"), 401, "invalid_session_token")
 
 
-def test_analysis_pending_then_ready(client, start, answers):
+def test_analysis_pending_then_ready(http, start, answers):
     s = start({"respondent": {"display_name": "Jane Doe"}})
     iid = s["interview_id"]
-    _answer_all(client, s, answers)
-    assert client.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] is None
-    done = _complete(client, iid, s["session_token"], reason="natural")
+    _answer_all(http, s, answers)
+    assert http.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] is None
+    done = _complete(http, iid, s["session_token"], reason="natural")
     assert done.json()["analysis_status"] == "pending"
-    assert client.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] == {"status": "pending"}
+    assert http.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] == {"status": "pending"}
     time.sleep(0.25)  # the shared sandbox uses analysis_delay=0.2
-    got = client.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()
+    got = http.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()
     analysis = got["analysis"]
     assert analysis["status"] == "ready"
     assert set(analysis) == {"status", "summary", "themes", "quality_score", "structured_answers", "statistics"}
@@ -104,19 +104,19 @@ def test_analysis_pending_then_ready(client, start, answers):
     assert stats["respondent_words"] == sum(len(a.split()) for a, _ in answers)
     assert isinstance(stats["duration_seconds"], int)
     # the same 200 body again: complete does not re-run analysis
-    assert _complete(client, iid, s["session_token"]).content == done.content
-    assert client.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] == analysis
+    assert _complete(http, iid, s["session_token"]).content == done.content
+    assert http.get(f"/api/v1/interviews/{iid}", headers=AUTH).json()["analysis"] == analysis
 
 
-def test_each_structured_type_extracted_with_the_right_type(client, start, answers):
+def test_each_structured_type_extracted_with_the_right_type(http, start, answers):
     s = start()
-    _answer_all(client, s, answers)
-    _complete(client, s["interview_id"], s["session_token"])
+    _answer_all(http, s, answers)
+    _complete(http, s["interview_id"], s["session_token"])
     time.sleep(0.25)
-    analysis = client.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()["analysis"]
+    analysis = http.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()["analysis"]
     got = {a["questionType"]: a for a in analysis["structured_answers"]}
     assert list(got) == ["scale", "single_choice", "multiple_choice", "ranking", "yes_no"]
-    expected = {q: v for (_, v), q in zip(answers[1:], got)}
+    expected = {q: v for (_, v), q in zip(answers[1:], got, strict=True)}
     for qtype, answer in got.items():
         assert set(answer) == {"questionId", "questionText", "questionType", "structuredValue",
                                "qualitativeAnswer", "confidence", "followUpInsights"}
@@ -127,14 +127,14 @@ def test_each_structured_type_extracted_with_the_right_type(client, start, answe
     assert got["scale"]["questionId"] == "q2" and got["scale"]["qualitativeAnswer"] == "I'd say 8 out of 10"
 
 
-def test_early_completion_only_reports_asked_questions(client, start):
+def test_early_completion_only_reports_asked_questions(http, start):
     s = start()
-    r = client.post(f"/api/v1/interviews/{s['interview_id']}/message", json={"content": "it was fine"},
+    r = http.post(f"/api/v1/interviews/{s['interview_id']}/message", json={"content": "it was fine"},
                     headers={**AUTH, "X-Session-Token": s["session_token"]})
     assert r.status_code == 200  # q1 answered, q2 (scale) asked but unanswered
-    _complete(client, s["interview_id"], s["session_token"], reason="respondent_left")
+    _complete(http, s["interview_id"], s["session_token"], reason="respondent_left")
     time.sleep(0.25)
-    analysis = client.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()["analysis"]
+    analysis = http.get(f"/api/v1/interviews/{s['interview_id']}", headers=AUTH).json()["analysis"]
     (only,) = analysis["structured_answers"]
     assert (only["questionId"], only["structuredValue"], only["confidence"]) == ("q2", None, 0.0)
 
@@ -165,8 +165,8 @@ def test_disabled_routes_are_plain_404(make_server):
         assert c.post("/api/interview/complete", json={"interview_id": iid}, headers=h).status_code == 200
 
 
-def test_unknown_routes_are_plain_404_and_wrong_method_405(client):
-    _assert_plain_404(client.post("/api/v2/interviews/start", json={}, headers=AUTH))
-    r = client.delete("/api/v1/interviews/start", headers=AUTH)
+def test_unknown_routes_are_plain_404_and_wrong_method_405(http):
+    _assert_plain_404(http.post("/api/v2/interviews/start", json={}, headers=AUTH))
+    r = http.delete("/api/v1/interviews/start", headers=AUTH)
     assert r.status_code == 405
     assert "x-ratelimit-limit" not in r.headers

@@ -11,14 +11,14 @@ import pytest
 from koji_mcp.sandbox import DEMO_KEY, READ_ONLY_KEY, KeySpec, default_brief
 
 
-def _msg(client: httpx.Client, iid: str, token: str | None, body: Any, route: str = "message",
+def _msg(http: httpx.Client, iid: str, token: str | None, body: Any, route: str = "message",
          accept: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {DEMO_KEY}"}
     if token is not None:
         headers["X-Session-Token"] = token
     if accept:
         headers["Accept"] = accept
-    return client.post(f"/api/v1/interviews/{iid}/{route}", json=body, headers=headers)
+    return http.post(f"/api/v1/interviews/{iid}/{route}", json=body, headers=headers)
 
 
 def _parse_sse(text: str) -> list[tuple[str | None, str]]:
@@ -37,12 +37,12 @@ def _parse_sse(text: str) -> list[tuple[str | None, str]]:
     return events
 
 
-def test_full_interview_over_json_ends_naturally(client, start, answers):
+def test_full_interview_over_json_ends_naturally(http, start, answers):
     started = start()
     iid, token = started["interview_id"], started["session_token"]
     questions = default_brief()["questions"]
     for i, (text, _) in enumerate(answers):
-        r = _msg(client, iid, token, {"content": text}, route="message" if i % 2 else "messages")
+        r = _msg(http, iid, token, {"content": text}, route="message" if i % 2 else "messages")
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/json"
         data = r.json()
@@ -57,20 +57,20 @@ def test_full_interview_over_json_ends_naturally(client, start, answers):
         else:
             assert data["interview_status"] == "ended"
             assert reply == default_brief()["closing"]
-    r = _msg(client, iid, token, {"content": "one more thing"})
+    r = _msg(http, iid, token, {"content": "one more thing"})
     assert r.status_code == 409
     assert r.json() == {"error": "conflict",
                         "message": "The interview has already ended. Complete it to run the analysis."}
-    got = client.get(f"/api/v1/interviews/{iid}", headers={"Authorization": f"Bearer {DEMO_KEY}"}).json()
+    got = http.get(f"/api/v1/interviews/{iid}", headers={"Authorization": f"Bearer {DEMO_KEY}"}).json()
     assert got["status"] == "ended" and got["analysis"] is None and got["completed_at"] is None
     roles = [m["role"] for m in got["transcript"]]
     assert roles == ["interviewer"] + ["respondent", "interviewer"] * len(answers)
     assert [m["content"] for m in got["transcript"][1::2]] == [a for a, _ in answers]
 
 
-def test_structured_questions_tell_how_to_answer(client, start):
+def test_structured_questions_tell_how_to_answer(http, start):
     started = start()
-    replies = [_msg(client, started["interview_id"], started["session_token"], {"content": "ok"}).json()
+    replies = [_msg(http, started["interview_id"], started["session_token"], {"content": "ok"}).json()
                ["interviewer_response"]["content"] for _ in range(5)]
     assert replies[0].endswith("Please answer with a number from 1 to 10.")
     assert "Options: Documentation, Video tutorials, Customer support or Community forum." in replies[1]
@@ -79,11 +79,11 @@ def test_structured_questions_tell_how_to_answer(client, start):
     assert replies[4].endswith("(Yes or no.)")
 
 
-def test_full_interview_over_sse(client, start, answers):
+def test_full_interview_over_sse(http, start, answers):
     started = start()
     iid, token = started["interview_id"], started["session_token"]
     for i, (text, _) in enumerate(answers):
-        r = _msg(client, iid, token, {"content": text}, accept="text/event-stream")
+        r = _msg(http, iid, token, {"content": text}, accept="text/event-stream")
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert "x-ratelimit-remaining" in r.headers
@@ -98,16 +98,16 @@ def test_full_interview_over_sse(client, start, answers):
         text_out = "".join(d["content"] for d in deltas)
         last = i == len(answers) - 1
         assert done["interview_status"] == ("ended" if last else "active")
-        got = client.get(f"/api/v1/interviews/{iid}", headers={"Authorization": f"Bearer {DEMO_KEY}"}).json()
+        got = http.get(f"/api/v1/interviews/{iid}", headers={"Authorization": f"Bearer {DEMO_KEY}"}).json()
         assert got["transcript"][-1]["content"] == text_out
         assert got["transcript"][-1]["message_id"] == done["interviewer_message_id"]
-    r = _msg(client, iid, token, {"content": "again"}, accept="text/event-stream")
+    r = _msg(http, iid, token, {"content": "again"}, accept="text/event-stream")
     assert r.status_code == 409 and r.json()["error"] == "conflict"
 
 
-def test_older_type_field_accepted(client, start):
+def test_older_type_field_accepted(http, start):
     s = start()
-    r = _msg(client, s["interview_id"], s["session_token"], {"content": "fine", "type": "respondent"})
+    r = _msg(http, s["interview_id"], s["session_token"], {"content": "fine", "type": "respondent"})
     assert r.status_code == 200
 
 
@@ -118,39 +118,39 @@ def test_older_type_field_accepted(client, start):
      ({"content": "x" * 10_001}, "at most 10000"), ({"content": "hi", "type": "interviewer"}, "'type'"),
      ({"content": "hi", "role": "x"}, "'role'"), ([1], "JSON object")],
 )
-def test_message_invalid_request(client, start, api_error, body, needle):
+def test_message_invalid_request(http, start, api_error, body, needle):
     s = start()
-    r = _msg(client, s["interview_id"], s["session_token"], body)
+    r = _msg(http, s["interview_id"], s["session_token"], body)
     assert needle in api_error(r, 400, "invalid_request")
 
 
-def test_content_at_limit_is_accepted(client, start):
+def test_content_at_limit_is_accepted(http, start):
     s = start()
-    assert _msg(client, s["interview_id"], s["session_token"], {"content": "y" * 10_000}).status_code == 200
+    assert _msg(http, s["interview_id"], s["session_token"], {"content": "y" * 10_000}).status_code == 200
 
 
-def test_session_token_and_unknown_interview(client, start, api_error):
+def test_session_token_and_unknown_interview(http, start, api_error):
     s = start()
     iid = s["interview_id"]
     msg = "The session token is invalid or expired."
-    assert api_error(_msg(client, iid, None, {"content": "hi"}), 401, "invalid_session_token") == msg
-    assert api_error(_msg(client, iid, "st_live_wrong", {"content": "hi"}), 401, "invalid_session_token") == msg
+    assert api_error(_msg(http, iid, None, {"content": "hi"}), 401, "invalid_session_token") == msg
+    assert api_error(_msg(http, iid, "st_live_wrong", {"content": "hi"}), 401, "invalid_session_token") == msg
     other = start()
-    api_error(_msg(client, iid, other["session_token"], {"content": "hi"}), 401, "invalid_session_token")
-    r = _msg(client, "00000000-0000-4000-8000-000000000000", s["session_token"], {"content": "hi"})
+    api_error(_msg(http, iid, other["session_token"], {"content": "hi"}), 401, "invalid_session_token")
+    r = _msg(http, "00000000-0000-4000-8000-000000000000", s["session_token"], {"content": "hi"})
     assert api_error(r, 404, "not_found") == "The specified interview does not exist."
     assert "x-ratelimit-reset" in r.headers
 
 
-def test_token_expires_after_complete(client, start, api_error):
+def test_token_expires_after_complete(http, start, api_error):
     s = start()
     iid, token = s["interview_id"], s["session_token"]
-    assert _msg(client, iid, token, {"content": "hello"}).status_code == 200
-    r = client.post("/api/interview/complete", json={"interview_id": iid},
+    assert _msg(http, iid, token, {"content": "hello"}).status_code == 200
+    r = http.post("/api/interview/complete", json={"interview_id": iid},
                     headers={"Authorization": f"Bearer {DEMO_KEY}", "X-Session-Token": token})
     assert r.status_code == 200
-    api_error(_msg(client, iid, token, {"content": "hello again"}), 401, "invalid_session_token")
-    api_error(_msg(client, iid, token, {"content": "sse"}, accept="text/event-stream"), 401,
+    api_error(_msg(http, iid, token, {"content": "hello again"}), 401, "invalid_session_token")
+    api_error(_msg(http, iid, token, {"content": "sse"}, accept="text/event-stream"), 401,
               "invalid_session_token")
 
 

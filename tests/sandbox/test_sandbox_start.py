@@ -20,11 +20,11 @@ from koji_mcp.sandbox import (
 START = "/api/v1/interviews/start"
 
 
-def test_start_success_shape_and_personalised_greeting(client, bearer):
+def test_start_success_shape_and_personalised_greeting(http, bearer):
     body = {"respondent": {"external_id": "user_12345", "display_name": "Jane Doe",
                            "metadata": {"segment": "power_users", "tenure": 24, "beta": True, "x": None}},
             "mode": "text", "locale": "en"}
-    r = client.post(START, json=body, headers=bearer(DEMO_KEY))
+    r = http.post(START, json=body, headers=bearer(DEMO_KEY))
     assert r.status_code == 201
     assert r.headers["content-type"] == "application/json"
     data = r.json()
@@ -33,25 +33,25 @@ def test_start_success_shape_and_personalised_greeting(client, bearer):
     assert re.fullmatch(r"st_live_[A-Za-z0-9]{24}", data["session_token"])
     assert data["initial_message"].startswith("Hi Jane! Thanks for taking the time")
     assert data["initial_message"].endswith("What stood out, good or bad?")
-    got = client.get(f"/api/v1/interviews/{data['interview_id']}", headers=bearer(DEMO_KEY)).json()
+    got = http.get(f"/api/v1/interviews/{data['interview_id']}", headers=bearer(DEMO_KEY)).json()
     assert got["respondent"] == body["respondent"]
     assert (got["mode"], got["locale"], got["status"], got["messages_count"]) == ("text", "en", "active", 1)
 
 
-def test_start_defaults_anonymous_and_empty_body(client, bearer):
-    r = client.post(START, content=b"", headers=bearer(DEMO_KEY))
+def test_start_defaults_anonymous_and_empty_body(http, bearer):
+    r = http.post(START, content=b"", headers=bearer(DEMO_KEY))
     assert r.status_code == 201
     assert r.json()["initial_message"].startswith("Hi! Thanks")
-    got = client.get(f"/api/v1/interviews/{r.json()['interview_id']}", headers=bearer(DEMO_KEY)).json()
+    got = http.get(f"/api/v1/interviews/{r.json()['interview_id']}", headers=bearer(DEMO_KEY)).json()
     assert (got["mode"], got["locale"]) == ("text", "en")
 
 
-def test_start_localised_greeting_and_voice_mode(client, bearer, start):
+def test_start_localised_greeting_and_voice_mode(http, bearer, start):
     data = start({"respondent": {"display_name": "María"}, "locale": "es", "mode": "voice"})
     assert data["initial_message"].startswith("¡Hola María! Gracias")
     data = start({"locale": "PT-br"})  # locale match is case-insensitive, canonical spelling kept
     assert data["initial_message"].startswith("Olá! Obrigado")
-    got = client.get(f"/api/v1/interviews/{data['interview_id']}", headers=bearer(DEMO_KEY)).json()
+    got = http.get(f"/api/v1/interviews/{data['interview_id']}", headers=bearer(DEMO_KEY)).json()
     assert got["locale"] == "pt-BR"
 
 
@@ -74,13 +74,13 @@ def test_start_localised_greeting_and_voice_mode(client, bearer, start):
         (b'{"locale": 5}', "'locale'"),
     ],
 )
-def test_start_invalid_request(client, bearer, api_error, body, needle):
-    r = client.post(START, content=body, headers={**bearer(DEMO_KEY), "Content-Type": "application/json"})
+def test_start_invalid_request(http, bearer, api_error, body, needle):
+    r = http.post(START, content=body, headers={**bearer(DEMO_KEY), "Content-Type": "application/json"})
     assert needle in api_error(r, 400, "invalid_request")
 
 
-def test_start_unsupported_locale_lists_supported(client, bearer, api_error):
-    r = client.post(START, json={"locale": "xx"}, headers=bearer(DEMO_KEY))
+def test_start_unsupported_locale_lists_supported(http, bearer, api_error):
+    r = http.post(START, json={"locale": "xx"}, headers=bearer(DEMO_KEY))
     assert api_error(r, 400, "invalid_request") == "Unsupported locale 'xx'. Supported: en, es, fr, de, pt-BR."
 
 
@@ -90,23 +90,23 @@ def test_start_unsupported_locale_lists_supported(client, bearer, api_error):
      {"Authorization": DEMO_KEY}, {"Authorization": f"Basic {DEMO_KEY}"}, {"Authorization": "Bearer"}],
     ids=["missing", "unknown", "revoked", "no-scheme", "basic", "empty"],
 )
-def test_unauthorized(client, api_error, headers):
-    r = client.post(START, json={}, headers=headers)
+def test_unauthorized(http, api_error, headers):
+    r = http.post(START, json={}, headers=headers)
     assert api_error(r, 401, "unauthorized") == "The provided API key is invalid or has been revoked."
     assert r.headers["x-ratelimit-limit"] == "60"
 
 
-def test_bearer_scheme_is_case_insensitive(client):
-    assert client.post(START, json={}, headers={"Authorization": f"bearer {DEMO_KEY}"}).status_code == 201
+def test_bearer_scheme_is_case_insensitive(http):
+    assert http.post(START, json={}, headers={"Authorization": f"bearer {DEMO_KEY}"}).status_code == 201
 
 
-def test_deleted_project_404_and_draft_project_422(client, bearer, api_error):
-    r = client.post(START, json={}, headers=bearer(DELETED_PROJECT_KEY))
+def test_deleted_project_404_and_draft_project_422(http, bearer, api_error):
+    r = http.post(START, json={}, headers=bearer(DELETED_PROJECT_KEY))
     assert api_error(r, 404, "not_found") == "The specified project does not exist."
-    r = client.post(START, json={}, headers=bearer(DRAFT_PROJECT_KEY))
+    r = http.post(START, json={}, headers=bearer(DRAFT_PROJECT_KEY))
     assert api_error(r, 422, "unprocessable") == "The project has no published research brief."
     # body validation comes before the project checks
-    api_error(client.post(START, json={"mode": 1}, headers=bearer(DRAFT_PROJECT_KEY)), 400, "invalid_request")
+    api_error(http.post(START, json={"mode": 1}, headers=bearer(DRAFT_PROJECT_KEY)), 400, "invalid_request")
 
 
 FORBIDDEN = "Your API key does not have the required permission for this action."
@@ -129,11 +129,11 @@ def _endpoint_calls(iid: str, token: str):
     [(NO_PERMISSION_KEY, set()), (READ_ONLY_KEY, {"get"}), (START_ONLY_KEY, {"start"})],
     ids=["none", "read-only", "start-only"],
 )
-def test_forbidden_per_endpoint(client, bearer, start, api_error, key, allowed):
+def test_forbidden_per_endpoint(http, bearer, start, api_error, key, allowed):
     started = start()
     for name, (method, path, body, headers) in _endpoint_calls(started["interview_id"],
                                                                started["session_token"]).items():
-        r = client.request(method, path, json=body, headers={**bearer(key), **headers})
+        r = http.request(method, path, json=body, headers={**bearer(key), **headers})
         if name in allowed:
             assert r.status_code in (200, 201), (name, r.text)
         else:
@@ -141,6 +141,6 @@ def test_forbidden_per_endpoint(client, bearer, start, api_error, key, allowed):
         assert "x-ratelimit-remaining" in r.headers
 
 
-def test_permission_checked_before_body_validation(client, bearer, api_error):
-    r = client.post(START, content=b"{broken", headers=bearer(READ_ONLY_KEY))
+def test_permission_checked_before_body_validation(http, bearer, api_error):
+    r = http.post(START, content=b"{broken", headers=bearer(READ_ONLY_KEY))
     api_error(r, 403, "forbidden")

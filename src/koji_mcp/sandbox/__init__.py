@@ -43,8 +43,19 @@ not rely on these details against the real API):
 * **Rate limit**: ``X-RateLimit-Reset`` is the (ceiled) Unix time at which the oldest
   counted request leaves the sliding window; ``Retry-After`` only if configured.
 
-Control endpoints (no auth, no rate limit, not logged) live under ``/_sandbox/``: see
-:mod:`.control` and :mod:`.middleware`.
+Control endpoints (sandbox only; no auth, no rate limit, not in the request log):
+
+* ``GET /_sandbox/requests`` → ``{"requests": [{"method", "path", "headers" (lowercased),
+  "json" (parsed body or null), "body" (raw text), "status"}]}`` for every other request,
+  in arrival order (401s, 429s and missing-route 404s included); ``DELETE`` clears it.
+* ``POST /_sandbox/faults`` queues ``{"method"?: any if omitted, "path"?: exact path or
+  any, "status"?, "json"?, "body"?, "content_type"?, "headers"?, "times"?: 1, "delay"?: 0,
+  "after_processing"?: false}``; the first matching fault is used. Without ``status`` a
+  fault only delays the real response. ``GET`` lists, ``DELETE`` clears.
+* ``GET /_sandbox/interviews`` → ``{"interviews": [GET body + "project",
+  "session_token", "question_index"]}``; ``POST /_sandbox/reset`` clears everything.
+
+Keys (``DEMO_KEY`` and friends) are fixed strings of Koji's shape; see :mod:`.config`.
 """
 
 from .app import create_app
@@ -69,11 +80,11 @@ __all__ = [
     "DELETED_PROJECT_KEY",
     "DEMO_KEY",
     "DRAFT_PROJECT_KEY",
-    "KeySpec",
     "NO_PERMISSION_KEY",
     "READ_ONLY_KEY",
     "REVOKED_KEY",
     "START_ONLY_KEY",
+    "KeySpec",
     "SandboxConfig",
     "SandboxServer",
     "SandboxState",

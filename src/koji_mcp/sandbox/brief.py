@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QUESTION_TYPES", "CHOICE_TYPES", "default_brief", "load_brief", "validate_brief"]
+__all__ = ["CHOICE_TYPES", "QUESTION_TYPES", "default_brief", "load_brief", "validate_brief"]
 
 QUESTION_TYPES = ("open_ended", "scale", "single_choice", "multiple_choice", "ranking", "yes_no")
 CHOICE_TYPES = ("single_choice", "multiple_choice", "ranking")
@@ -53,7 +53,8 @@ def load_brief(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"Brief file {p} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ValueError(f"Brief file {p} is not valid JSON: {exc.msg} ({where})") from exc
     try:
         return validate_brief(data)
     except ValueError as exc:
@@ -135,9 +136,10 @@ def _check_question(i: int, q: Any, seen: set[str]) -> None:
         if len({o.strip().lower() for o in options}) != len(options):
             raise ValueError(f"'{where}.options' contains duplicates")
     if qtype == "scale":
-        lo, hi = q.get("min"), q.get("max")
-        for name, value in (("min", lo), ("max", hi)):
+        for name in ("min", "max"):
+            value = q.get(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"'{where}.{name}' must be a number for a scale question")
+        lo, hi = q["min"], q["max"]
         if not lo < hi:
             raise ValueError(f"'{where}': scale 'min' ({lo}) must be less than 'max' ({hi})")

@@ -22,16 +22,16 @@ from typing import Any
 
 __all__ = [
     "ALL_PERMISSIONS",
-    "DEMO_KEY",
-    "DELETED_PROJECT_KEY",
-    "DRAFT_PROJECT_KEY",
-    "KeySpec",
-    "MESSAGE_ROUTES",
     "COMPLETE_ROUTES",
+    "DELETED_PROJECT_KEY",
+    "DEMO_KEY",
+    "DRAFT_PROJECT_KEY",
+    "MESSAGE_ROUTES",
     "NO_PERMISSION_KEY",
     "READ_ONLY_KEY",
     "REVOKED_KEY",
     "START_ONLY_KEY",
+    "KeySpec",
     "SandboxConfig",
     "builtin_keys",
 ]
@@ -71,7 +71,7 @@ class KeySpec:
     permissions: frozenset[str] = ALL_PERMISSIONS
     project: str = DEMO_PROJECT
     revoked: bool = False
-    description: str = ""
+    description: str = ""  # a note for the startup banner
 
     def __post_init__(self) -> None:
         perms = frozenset(self.permissions)
@@ -84,17 +84,13 @@ class KeySpec:
 def builtin_keys() -> dict[str, KeySpec]:
     """The built-in keys, in the order the banner lists them."""
     return {
-        DEMO_KEY: KeySpec(ALL_PERMISSIONS, DEMO_PROJECT, description="all permissions"),
-        READ_ONLY_KEY: KeySpec(frozenset({PERM_READ}), DEMO_PROJECT, description="read only"),
-        START_ONLY_KEY: KeySpec(frozenset({PERM_START}), DEMO_PROJECT, description="start only"),
-        NO_PERMISSION_KEY: KeySpec(frozenset(), DEMO_PROJECT, description="no permissions"),
-        DRAFT_PROJECT_KEY: KeySpec(
-            ALL_PERMISSIONS, DRAFT_PROJECT, description="project brief unpublished (start → 422)"
-        ),
-        DELETED_PROJECT_KEY: KeySpec(
-            ALL_PERMISSIONS, DELETED_PROJECT, description="project deleted (start → 404)"
-        ),
-        REVOKED_KEY: KeySpec(ALL_PERMISSIONS, DEMO_PROJECT, revoked=True, description="revoked (→ 401)"),
+        DEMO_KEY: KeySpec(ALL_PERMISSIONS, DEMO_PROJECT),
+        READ_ONLY_KEY: KeySpec(frozenset({PERM_READ}), DEMO_PROJECT),
+        START_ONLY_KEY: KeySpec(frozenset({PERM_START}), DEMO_PROJECT),
+        NO_PERMISSION_KEY: KeySpec(frozenset(), DEMO_PROJECT),
+        DRAFT_PROJECT_KEY: KeySpec(ALL_PERMISSIONS, DRAFT_PROJECT, description="brief unpublished: start -> 422"),
+        DELETED_PROJECT_KEY: KeySpec(ALL_PERMISSIONS, DELETED_PROJECT, description="project deleted: start -> 404"),
+        REVOKED_KEY: KeySpec(ALL_PERMISSIONS, DEMO_PROJECT, revoked=True, description="revoked: every call -> 401"),
     }
 
 

@@ -24,7 +24,8 @@ _FAULT_FIELDS = ("method", "path", "status", "json", "body", "content_type", "he
 
 
 def _state(request: Request) -> SandboxState:
-    return request.app.state.sandbox
+    state: SandboxState = request.app.state.sandbox
+    return state
 
 
 async def list_requests(request: Request) -> Response:

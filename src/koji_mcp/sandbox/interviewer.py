@@ -15,6 +15,7 @@ Only the greeting and closing are localised; questions are asked as written.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Any
 
 __all__ = ["ACKNOWLEDGEMENTS", "closing_message", "greeting", "initial_message", "render_question", "respond"]
@@ -25,7 +26,7 @@ _NAME = re.compile(r"\s*\{name\}")
 
 def greeting(brief: dict[str, Any], locale: str, display_name: str | None) -> str:
     """The brief's greeting for ``locale`` with ``{name}`` → first name (or removed)."""
-    template = brief.get("greetings", {}).get(locale) or brief["greeting"]
+    template = str(brief.get("greetings", {}).get(locale) or brief["greeting"])
     first = display_name.split()[0] if display_name and display_name.strip() else None
     if first is None:
         return _NAME.sub("", template)
@@ -33,7 +34,7 @@ def greeting(brief: dict[str, Any], locale: str, display_name: str | None) -> st
 
 
 def closing_message(brief: dict[str, Any], locale: str) -> str:
-    return brief.get("closings", {}).get(locale) or brief["closing"]
+    return str(brief.get("closings", {}).get(locale) or brief["closing"])
 
 
 def _join_options(options: list[str], last_word: str) -> str:
@@ -48,7 +49,7 @@ def _number(value: float) -> str:
 
 def render_question(question: dict[str, Any]) -> str:
     """The question text plus, for structured types, how to answer it."""
-    text, qtype = question["text"].strip(), question["type"]
+    text, qtype = str(question["text"]).strip(), question["type"]
     options = question.get("options", [])
     if qtype == "scale":
         hint = f"Please answer with a number from {_number(question['min'])} to {_number(question['max'])}."
@@ -95,7 +96,7 @@ def split_chunks(text: str) -> list[str]:
         if cut > (cuts[-1] if cuts else 0) and cut < len(text):
             cuts.append(cut)
     bounds = [0, *cuts, len(text)]
-    chunks = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [text[a:b] for a, b in pairwise(bounds)]
     if len(chunks) < 2:  # no usable space: cut in the middle
         mid = len(text) // 2
         chunks = [text[:mid], text[mid:]]

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .state import Fault, SandboxState
 
-__all__ = ["RecorderMiddleware", "CONTROL_PREFIX"]
+__all__ = ["CONTROL_PREFIX", "RecorderMiddleware"]
 
 CONTROL_PREFIX = "/_sandbox"
 
@@ -39,11 +39,11 @@ class RecorderMiddleware:
         self.state.requests.append(entry)
         fault = self.state.take_fault(scope["method"], path)
 
+        pending: list[bytes] = [raw]
+
         async def replay() -> Message:
-            nonlocal raw
-            if raw is not None:
-                body, raw = raw, None
-                return {"type": "http.request", "body": body, "more_body": False}
+            if pending:
+                return {"type": "http.request", "body": pending.pop(), "more_body": False}
             return await receive()
 
         async def recording_send(message: Message) -> None:

@@ -17,14 +17,13 @@ import threading
 import time
 from types import TracebackType
 
-
 import uvicorn
 
 from .app import create_app
-from .config import DEMO_KEY, SandboxConfig
+from .config import ALL_PERMISSIONS, DEMO_KEY, SandboxConfig
 from .state import SandboxState
 
-__all__ = ["SandboxServer", "bind_socket", "banner", "run_sandbox"]
+__all__ = ["SandboxServer", "banner", "bind_socket", "run_sandbox"]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -34,7 +33,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     # proto says TCP; without it every response stalls ~40 ms (Nagle + delayed ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sys.platform != "win32":  # on Windows it would allow stealing a busy port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)
     except OSError:
@@ -114,8 +114,12 @@ def banner(state: SandboxState, base_url: str) -> str:
              f"Demo key (all permissions): {DEMO_KEY}", "Other keys:"]
     for key, spec in state.keys.items():
         if key != DEMO_KEY:
-            perms = ", ".join(sorted(spec.permissions)) or "none"
-            lines.append(f"  {key}  {spec.description or 'custom'} [{perms}]")
+            if spec.permissions == ALL_PERMISSIONS:
+                perms = "all permissions"
+            else:
+                perms = ", ".join(sorted(spec.permissions)) or "no permissions"
+            note = f" ({spec.description})" if spec.description else ""
+            lines.append(f"  {key}  {perms}{note}")
     lines += ["",
               f"Brief: {brief['title']} ({len(brief['questions'])} questions; locales {', '.join(brief['locales'])})"
               + ("" if brief["published"] else " [unpublished]"),

@@ -14,9 +14,10 @@ import string
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .brief import default_brief, validate_brief
 from .config import DELETED_PROJECT, DRAFT_PROJECT, KeySpec, SandboxConfig
@@ -30,7 +31,7 @@ def iso(ts: float | None) -> str | None:
     """ISO 8601 UTC with milliseconds and a ``Z`` suffix, or None."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_message_id() -> str:

@@ -11,12 +11,19 @@ from collections.abc import Iterable
 from mcp.server.mcpserver.tools import Tool
 
 from koji_mcp.tools.schema import ToolSpec, build_tool
+from koji_mcp.tools.lifecycle import complete_interview, send_interview_message
+from koji_mcp.tools.read import get_interview, list_interviews
 from koji_mcp.tools.start import start_interview
 
-READ_TOOLS: list[ToolSpec] = []
+READ_TOOLS: list[ToolSpec] = [
+    ToolSpec(get_interview, title="Get interview results", read_only=True, idempotent=True),
+    ToolSpec(list_interviews, title="List interviews", read_only=True, idempotent=True, open_world=False),
+]
 
 WRITE_TOOLS: list[ToolSpec] = [
     ToolSpec(start_interview, title="Start interview", read_only=False, idempotent=False),
+    ToolSpec(send_interview_message, title="Send interview message", read_only=False, idempotent=False),
+    ToolSpec(complete_interview, title="Complete interview", read_only=False, idempotent=True),
 ]
 
 ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]

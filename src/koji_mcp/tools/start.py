@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from koji_mcp.errors import KojiError
 from koji_mcp.models import Locale, Mode, Respondent, StartRequest
 from koji_mcp.services import Services, current_owner
-from koji_mcp.tools.results import error_result, fence, ok
+from koji_mcp.text import fence
+from koji_mcp.tools.results import error_result, ok
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,45 @@
+"""MCP resources: `koji://interviews/{interview_id}`, an interview as the ledger and Koji know it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from koji_mcp.errors import KojiAPIError, KojiError
+from koji_mcp.ledger import LOCAL_OWNER
+from koji_mcp.models import is_valid_interview_id
+from koji_mcp.services import Services, current_owner
+from koji_mcp.views import interview_view
+
+
+def register_resources(server: MCPServer[Services]) -> None:
+    @server.resource(
+        "koji://interviews/{interview_id}",
+        name="interview",
+        title="Koji interview",
+        description="An interview started through koji-mcp: the local ledger entry (never the session token) "
+        "plus Koji's current view (status, analysis, structured answers).",
+        mime_type="application/json",
+    )
+    async def interview_resource(interview_id: str, ctx: Context) -> str:
+        services: Services = ctx.request_context.lifespan_context
+        if not is_valid_interview_id(interview_id):
+            raise ResourceError(f"not a valid interview_id: {interview_id!r}")
+        owner = current_owner()
+        entry = services.ledger.get(interview_id, owner)
+        if entry is None and owner != LOCAL_OWNER:
+            raise ResourceError(f"unknown interview {interview_id}")
+        document: dict[str, Any] = {"interview_id": interview_id, "ledger": entry.public() if entry else None}
+        try:
+            raw = await services.koji.get_interview(interview_id)
+            document["koji"] = interview_view(raw, include_transcript=False, offset=0, page=0)
+        except KojiAPIError as exc:
+            if exc.status == 404 and entry is None:
+                raise ResourceError(f"unknown interview {interview_id}") from None
+            document["koji_error"] = f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip()
+        except KojiError as exc:
+            document["koji_error"] = exc.message
+        return json.dumps(document, ensure_ascii=False, indent=2)

@@ -1,0 +1,179 @@
+"""send_interview_message and complete_interview: the respondent side of a running interview.
+
+Both need the interview's session token, which only the ledger holds; the model passes the
+interview_id and never sees the token.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from koji_mcp.errors import KojiAPIError, KojiError
+from koji_mcp.ledger import LedgerEntry
+from koji_mcp.models import CompletionReason, FlatMetadata, InterviewId
+from koji_mcp.services import Services, current_owner
+from koji_mcp.text import fence
+from koji_mcp.tools.results import error_result, fail, ok
+
+MAX_MESSAGE_CHARS = 5_000
+ACTIVE = "active"
+
+
+class InterviewerReply(BaseModel):
+    interview_id: str
+    interviewer_message: str = Field(description="The interviewer's reply, to show to the respondent as-is.")
+    interview_status: str = Field(description="'active' while the interview goes on; anything else means it ended.")
+    ended: bool = Field(description="True when the interview ended naturally: call complete_interview next.")
+    messages_count: int | None = Field(None, description="Messages in the conversation so far, as Koji counts them.")
+
+
+class CompletedInterview(BaseModel):
+    interview_id: str
+    status: Literal["completed"] = "completed"
+    completion_reason: str
+    completed_at: str | None = None
+    analysis_status: str | None = Field(None, description="Koji's analysis state right after completion.")
+
+
+def lookup(services: Services, interview_id: str, tool: str) -> LedgerEntry | CallToolResult:
+    """The ledger entry with a usable session token, or the isError result that explains why not."""
+    entry = services.ledger.get(interview_id, current_owner())
+    if entry is None:
+        return fail(
+            f"Unknown interview_id {interview_id!r}: this server did not start it, so it holds no session "
+            f"token for it. {tool} only works on interviews started here; see list_interviews. "
+            "(get_interview can still read any interview of the project.)"
+        )
+    if entry.status == "unknown" or not entry.session_token:
+        return fail(
+            f"Interview {interview_id!r} has no session token: its start had an unknown outcome. "
+            "Check Koji's dashboard; if it did not start, start a new interview."
+        )
+    return entry
+
+
+async def send_interview_message(
+    ctx: Context,
+    interview_id: InterviewId,
+    content: Annotated[
+        str,
+        Field(
+            description=f"The respondent's message, verbatim (1-{MAX_MESSAGE_CHARS:,} characters). "
+            "Do not answer on the respondent's behalf."
+        ),
+    ],
+) -> Annotated[CallToolResult, InterviewerReply]:
+    """Relay the respondent's message to Koji's interviewer and get its reply.
+
+    Use this tool for every answer the respondent gives during an interview started with
+    start_interview: pass their words verbatim, then show the interviewer's reply to them as-is.
+    When the result says the interview ended, call complete_interview.
+    Example: {"interview_id": "f8e7d6c5-...", "content": "Setup took me two days."}
+    """
+    services: Services = ctx.request_context.lifespan_context
+    text = content.strip()
+    if not text:
+        return fail("content is empty: pass the respondent's message verbatim. Nothing was sent to Koji.")
+    if len(content) > MAX_MESSAGE_CHARS:
+        return fail(
+            f"content is {len(content):,} characters; the limit is {MAX_MESSAGE_CHARS:,}. Ask the respondent to "
+            "shorten it, or send it in parts. Nothing was sent to Koji."
+        )
+    entry = lookup(services, interview_id, "send_interview_message")
+    if isinstance(entry, CallToolResult):
+        return entry
+    if entry.status == "completed":
+        return fail(
+            f"Interview {interview_id} is already completed, so it takes no more messages. Read the results "
+            "with get_interview, or start a new interview."
+        )
+    if entry.status == "ended":
+        return fail(
+            f"Interview {interview_id} has ended naturally and takes no more messages. Call "
+            "complete_interview to run Koji's analysis."
+        )
+    if entry.status == "expired":
+        return fail(f"Interview {interview_id}'s session has expired; start a new interview.")
+    try:
+        reply = await services.koji.send_message(interview_id, entry.session_token or "", content)
+    except KojiError as exc:
+        if isinstance(exc, KojiAPIError) and exc.code == "invalid_session_token":
+            services.ledger.update_status(interview_id, entry.owner, "expired")
+        elif isinstance(exc, KojiAPIError) and exc.status == 409:
+            services.ledger.update_status(interview_id, entry.owner, "ended")
+        return error_result(exc, "send_interview_message")
+
+    status = reply.interview_status or ACTIVE
+    ended = status != ACTIVE
+    if ended:
+        services.ledger.update_status(interview_id, entry.owner, "ended")
+    else:
+        services.ledger.touch(interview_id, entry.owner)
+    next_step = (
+        f"The interview has ended (status '{status}'). Show the reply, then call "
+        f"complete_interview(interview_id=\"{interview_id}\", reason=\"natural\") to run Koji's analysis."
+        if ended
+        else "Show the reply to the respondent and relay their answer with send_interview_message."
+    )
+    return ok(
+        f"Koji's interviewer replied (interview {interview_id}, status '{status}'):\n"
+        f"{fence('INTERVIEWER', reply.interviewer_message)}\n{next_step}",
+        InterviewerReply(
+            interview_id=interview_id, interviewer_message=reply.interviewer_message,
+            interview_status=status, ended=ended, messages_count=reply.messages_count,
+        ),
+    )
+
+
+async def complete_interview(
+    ctx: Context,
+    interview_id: InterviewId,
+    reason: Annotated[
+        CompletionReason,
+        Field(description="Why it ends: 'natural' (the interviewer finished), 'respondent_left', 'timeout', or 'manual'."),
+    ] = "manual",
+    feedback: Annotated[
+        FlatMetadata | None,
+        Field(description="Optional flat feedback from the respondent, e.g. {'rating': 5, 'comment': 'fun'}."),
+    ] = None,
+) -> Annotated[CallToolResult, CompletedInterview]:
+    """Complete an interview so Koji runs its analysis (themes, structured answers, quality).
+
+    Use this tool when the interview ended naturally (send_interview_message said so), the
+    respondent left, or you must stop it. Safe to call again: a completed interview returns the
+    same result. Then read the analysis with get_interview.
+    Example: {"interview_id": "f8e7d6c5-...", "reason": "natural"}
+    """
+    services: Services = ctx.request_context.lifespan_context
+    entry = lookup(services, interview_id, "complete_interview")
+    if isinstance(entry, CallToolResult):
+        return entry
+    if entry.status == "completed" and entry.completion:
+        return _completed_result(interview_id, entry.completion)
+    try:
+        body = await services.koji.complete_interview(
+            interview_id, entry.session_token or "", reason=reason, feedback=feedback
+        )
+    except KojiError as exc:
+        return error_result(exc, "complete_interview")
+    completion = {
+        "completion_reason": str(body.get("completion_reason") or reason),
+        "completed_at": body.get("completed_at"),
+        "analysis_status": body.get("analysis_status"),
+    }
+    services.ledger.update_status(interview_id, entry.owner, "completed", completion=completion)
+    return _completed_result(interview_id, completion)
+
+
+def _completed_result(interview_id: str, completion: dict) -> CallToolResult:
+    result = CompletedInterview(interview_id=interview_id, **completion)
+    return ok(
+        f"Interview {interview_id} is completed (reason '{result.completion_reason}'). Koji is analysing it: "
+        f"call get_interview(interview_id=\"{interview_id}\") for the summary, themes and structured answers "
+        "(analysis usually takes a few seconds to a minute).",
+        result,
+    )

@@ -1,0 +1,165 @@
+"""get_interview and list_interviews: reading results from Koji and the local ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from koji_mcp.errors import KojiError
+from koji_mcp.ledger import LOCAL_OWNER, STATUSES
+from koji_mcp.models import InterviewId
+from koji_mcp.services import Services, current_owner
+from koji_mcp.text import clean_koji_text
+from koji_mcp.tools.results import error_result, fail, ok
+from koji_mcp.views import interview_view, render_interview
+
+TRANSCRIPT_PAGE = 50
+POLL_INTERVAL = 1.0
+
+
+class StructuredAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    questionId: str | None = None
+    questionText: str | None = None
+    questionType: str | None = None
+    structuredValue: Any = Field(
+        None, description="number (scale), string (single_choice), list of strings (multiple_choice, ranking), boolean (yes_no)"
+    )
+    qualitativeAnswer: str | None = None
+    confidence: float | None = None
+    followUpInsights: Any = None
+
+
+class InterviewResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    interview_id: str
+    status: str | None = None
+    analysis_status: str = Field(description="'not_started' (not completed yet), 'pending' or 'ready'.")
+    respondent: dict[str, Any] | None = None
+    mode: str | None = None
+    locale: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None
+    completion_reason: str | None = None
+    messages_count: int | None = None
+    analysis: dict[str, Any] | None = Field(None, description="Summary, themes, quality score and statistics when ready.")
+    structured_answers: list[StructuredAnswer] = Field(default_factory=list)
+    transcript: list[dict[str, Any]] | None = None
+    transcript_total: int | None = None
+    transcript_offset: int | None = None
+    next_transcript_offset: int | None = Field(None, description="Pass as transcript_offset for the next page.")
+    check_again_in_seconds: int | None = None
+    extra: dict[str, Any] | None = Field(None, description="Fields Koji sent that koji-mcp does not know yet.")
+
+
+class InterviewList(BaseModel):
+    interviews: list[dict[str, Any]]
+    total: int = Field(description="Interviews matching the filters.")
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; absent on the last page.")
+
+
+async def get_interview(
+    ctx: Context,
+    interview_id: InterviewId,
+    include_transcript: Annotated[
+        bool, Field(description="Also return the conversation (paged, 50 messages at a time).")
+    ] = False,
+    transcript_offset: Annotated[
+        int, Field(ge=0, description="First transcript message to return (from next_transcript_offset).")
+    ] = 0,
+) -> Annotated[CallToolResult, InterviewResult]:
+    """Read an interview from Koji: status, respondent, analysis and typed structured answers.
+
+    Use this tool to check on an interview or to report its results after complete_interview:
+    summary, themes, quality, and each structured answer (scale -> number, single choice -> string,
+    multiple choice/ranking -> list, yes/no -> boolean). If the analysis is still pending, it says
+    when to check again. Set include_transcript for the conversation itself.
+    Example: {"interview_id": "f8e7d6c5-...", "include_transcript": true}
+    """
+    services: Services = ctx.request_context.lifespan_context
+    owner = current_owner()
+    if owner != LOCAL_OWNER and services.ledger.get(interview_id, owner) is None:
+        return fail(f"Koji rejected get_interview (HTTP 404 not_found): The specified interview does not exist.\n"
+                    "Koji does not know this interview; check the interview_id with list_interviews.")
+    deadline = anyio.current_time() + services.settings.analysis_poll_seconds
+    while True:
+        try:
+            raw = await services.koji.get_interview(interview_id)
+        except KojiError as exc:
+            return error_result(exc, "get_interview")
+        view = interview_view(raw, include_transcript=include_transcript, offset=transcript_offset,
+                              page=TRANSCRIPT_PAGE)
+        if view["analysis_status"] != "pending" or anyio.current_time() + POLL_INTERVAL > deadline:
+            break
+        await anyio.sleep(POLL_INTERVAL)
+    _sync_ledger(services, owner, interview_id, view)
+    result = InterviewResult.model_validate(view)
+    return ok(render_interview(result.model_dump(mode="json", exclude_none=True)), result)
+
+
+def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[str, Any]) -> None:
+    entry = services.ledger.get(interview_id, owner)
+    if entry is None or entry.status == view.get("status"):
+        return
+    if view.get("status") == "completed":
+        services.ledger.update_status(interview_id, owner, "completed", completion={
+            "completion_reason": view.get("completion_reason") or "manual",
+            "completed_at": view.get("completed_at"), "analysis_status": view.get("analysis_status"),
+        })
+    elif view.get("status") == "ended":
+        services.ledger.update_status(interview_id, owner, "ended")
+
+
+async def list_interviews(
+    ctx: Context,
+    status: Annotated[
+        str | None, Field(description=f"Only interviews with this status: {', '.join(STATUSES)}.")
+    ] = None,
+    external_id: Annotated[str | None, Field(description="Only interviews of this respondent external_id.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="How many to return (1-100).")] = 20,
+    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+) -> Annotated[CallToolResult, InterviewList]:
+    """List interviews this server started, newest first, from its local ledger.
+
+    Use this tool to see who was invited, find an interview_id, check which interviews are still
+    active or completed, or reconcile starts whose outcome was 'unknown'. Koji has no list
+    endpoint, so interviews started elsewhere do not appear here.
+    Example: {"status": "completed", "limit": 10}
+    """
+    services: Services = ctx.request_context.lifespan_context
+    if status is not None and status not in STATUSES:
+        return fail(f"status must be one of {', '.join(STATUSES)} (got {status!r}).")
+    before: int | None = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            return fail("cursor is not valid: pass next_cursor from a previous list_interviews result, or omit it.")
+        before = int(cursor)
+    entries, total = services.ledger.list(
+        current_owner(), status=status, external_id=external_id, limit=limit, before_seq=before
+    )
+    items = [{k: v for k, v in e.public().items() if v is not None} for e in entries]
+    has_more = bool(entries) and services.ledger.list(
+        current_owner(), status=status, external_id=external_id, limit=1, before_seq=entries[-1].seq
+    )[0] != []
+    next_cursor = str(entries[-1].seq) if has_more else None
+    if not items:
+        text = "No interviews match." if total == 0 else "No more interviews on this page."
+    else:
+        lines = [
+            f"- {i['interview_id']} [{i['status']}] "
+            + clean_koji_text(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
+            + f" started {i['created_at']}"
+            for i in items
+        ]
+        text = f"{len(items)} of {total} interview(s), newest first:\n" + "\n".join(lines)
+    if next_cursor:
+        text += f"\nMore: call list_interviews with cursor=\"{next_cursor}\"."
+    return ok(text, InterviewList(interviews=items, total=total, next_cursor=next_cursor))
+
