@@ -28,7 +28,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     """One real sandbox for the session; `sandbox` resets it before each test."""
-    with SandboxServer(SandboxConfig(analysis_delay=0.2)) as server:
+    with SandboxServer(SandboxConfig(analysis_delay=0.2, rate_limit=6000)) as server:
         yield server
 
 

@@ -156,22 +156,43 @@ def _requests(server: SandboxServer) -> list[dict]:
 
 
 @pytest.mark.parametrize("limited_sandbox", [120.0], indirect=True)
-async def test_429_with_a_long_wait_returns_at_once_saying_when(limited_sandbox) -> None:
+async def test_spent_rate_limit_fails_at_once_without_sending(limited_sandbox) -> None:
+    """Koji said Remaining 0 until a reset 2 minutes away: the pacer refuses without a pointless 429."""
+    settings = make_settings(limited_sandbox.base_url)
+    async with Client(build_server(settings), mode="legacy") as c:
+        assert not (await c.call_tool("start_interview", {})).is_error
+        result = await c.call_tool("start_interview", {})
+    text = result.content[0].text
+    assert result.is_error
+    assert text.startswith("Koji rate limit reached (HTTP 429 rate_limited): Koji's rate limit for this API key "
+                           "(1 requests per minute) is used up; the request was not sent.\nNothing was sent to Koji. Retry in 1")
+    assert [r["status"] for r in _requests(limited_sandbox)] == [201]
+
+
+@pytest.mark.parametrize("limited_sandbox", [120.0], indirect=True)
+async def test_429_from_koji_with_a_long_wait_returns_at_once_saying_when(limited_sandbox) -> None:
+    """Another client of the same key used the window up: Koji's own 429 is reported, not slept on."""
     settings = make_settings(limited_sandbox.base_url)
     assert not (await call_start(settings))[0]
-    is_error, text, _ = await call_start(settings)
+    is_error, text, _ = await call_start(settings)  # a new server: its pacer has not seen the first call
     assert is_error
-    assert text.startswith("Koji rate limit reached (HTTP 429 rate_limited): Rate limit exceeded.")
-    assert "Koji did not act on the request. Retry in 1" in text and "UTC)." in text
+    assert text.startswith("Koji rate limit reached (HTTP 429 rate_limited): Rate limit exceeded. "
+                           "Please retry after the window resets.\nKoji did not act on the request. Retry in 1")
+    assert "UTC)." in text
     assert [r["status"] for r in _requests(limited_sandbox)] == [201, 429]
 
 
-@pytest.mark.parametrize("limited_sandbox", [1.5], indirect=True)
-async def test_429_with_a_short_wait_is_retried_after_that_wait(limited_sandbox) -> None:
-    settings = make_settings(limited_sandbox.base_url)
-    assert not (await call_start(settings))[0]
+@pytest.mark.parametrize("kind", ["retry_after", "ratelimit_reset"])
+async def test_429_with_a_short_wait_is_retried_after_that_wait(sandbox, settings, kind) -> None:
+    """A 429 was not processed, so retrying it after Koji's wait is safe and costs nothing."""
+    import time
+
+    headers = ({"Retry-After": "1"} if kind == "retry_after" else
+               {"X-RateLimit-Limit": "6000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 2)})
+    sandbox.fault(path=START, status=429, headers=headers,
+                  json={"error": "rate_limited", "message": "Rate limit exceeded. Please retry after the window resets."})
+    began = time.monotonic()
     is_error, text, _ = await call_start(settings)
     assert not is_error, text
-    statuses = [r["status"] for r in _requests(limited_sandbox)]
-    assert statuses[0] == 201 and statuses[-1] == 201 and set(statuses[1:-1]) <= {429}
-    assert statuses.count(201) == 2
+    assert time.monotonic() - began >= 0.9
+    assert [r["status"] for r in sandbox.requests()] == [429, 201]

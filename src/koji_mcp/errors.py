@@ -38,9 +38,12 @@ class KojiAPIError(KojiError):
 class KojiRateLimited(KojiAPIError):
     """429: Koji did not process the request; `retry_after` says how long to wait (seconds)."""
 
-    def __init__(self, code: str | None, message: str, retry_after: float | None) -> None:
+    def __init__(
+        self, code: str | None, message: str, retry_after: float | None, *, outcome: Outcome = "rejected"
+    ) -> None:
         super().__init__(429, code, message)
         self.retry_after = retry_after
+        self.outcome = outcome
 
 
 class KojiUnavailable(KojiError):

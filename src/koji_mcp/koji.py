@@ -35,7 +35,7 @@ from koji_mcp.errors import (
     KojiUnavailable,
 )
 from koji_mcp.models import ErrorBody, StartRequest, StartResponse
-from koji_mcp.ratelimit import RateLimitTracker
+from koji_mcp.ratelimit import Pacer, RateLimitTracker, WaitTooLong
 from koji_mcp.replies import MessageReply, ReplyFormatError, parse_json_reply, parse_sse_reply
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class KojiClient:
         self._settings = settings
         self._sleep = sleep
         self.rate = RateLimitTracker()
+        self.pacer = Pacer(self.rate)
         self.routes: dict[str, str] = {}  # which route variant worked, per kind ("message", "complete")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -112,9 +113,9 @@ class KojiClient:
 
     # -- endpoints ------------------------------------------------------------------------------
 
-    async def start_interview(self, request: StartRequest) -> StartResponse:
+    async def start_interview(self, request: StartRequest, *, max_wait: float | None = None) -> StartResponse:
         """POST /api/v1/interviews/start. Never retried once it may have reached Koji."""
-        response = await self.request("POST", START_PATH, json=request.to_body())
+        response = await self.request("POST", START_PATH, json=request.to_body(), max_wait=max_wait)
         self.raise_for_error(response, sent=True)
         try:
             return StartResponse.model_validate(response.json())
@@ -200,14 +201,32 @@ class KojiClient:
         headers: dict[str, str] | None = None,
         accept: str | None = None,
         idempotent: bool = False,
+        max_wait: float | None = None,
     ) -> KojiResponse:
-        """Send one logical request, retrying only where that cannot double an action."""
+        """Send one logical request, retrying only where that cannot double an action.
+
+        `max_wait` bounds how long pacing and 429 waits may sleep (default: the interactive
+        limit, 10 s); past it the call fails at once with KojiRateLimited saying when to retry.
+        """
+        wait_cap = self._settings.max_rate_limit_wait if max_wait is None else max_wait
         repeatable = idempotent or method in {"GET", "HEAD"}
         send_headers = dict(headers or {})
         if accept:
             send_headers["Accept"] = accept
         connect_tries = rate_tries = server_tries = 0
         while True:
+            try:
+                pause = self.pacer.reserve(wait_cap)
+            except WaitTooLong as exc:
+                raise KojiRateLimited(
+                    "rate_limited",
+                    f"Koji's rate limit for this API key ({exc.limit} requests per minute) is used up; "
+                    "the request was not sent.",
+                    exc.wait,
+                    outcome="not_sent",
+                ) from None
+            if pause > 0:
+                await self._sleep(pause)
             started = time.perf_counter()
             try:
                 response = await self._send(method, path, json, send_headers)
@@ -236,13 +255,13 @@ class KojiClient:
                 "%s %s -> %s (%.0f ms)", method, path, response.status, (time.perf_counter() - started) * 1000
             )
             self.rate.observe(response.headers)
+            wait = self.rate.retry_after(response.headers) if response.status == 429 else None
+            self.pacer.observe(response.status, response.headers, wait)
             if response.status == 429:
-                wait = self.rate.retry_after(response.headers)
-                if wait is not None and wait <= self._settings.max_rate_limit_wait and rate_tries < RATE_LIMIT_RETRIES:
+                if wait is not None and wait <= wait_cap and rate_tries < RATE_LIMIT_RETRIES:
                     logger.info("rate limited by Koji; retrying in %.1f s", wait)
-                    await self._sleep(wait)
                     rate_tries += 1
-                    continue
+                    continue  # the pacer now holds every request until Koji's wait is over
                 body = _error_body(response)
                 raise KojiRateLimited(
                     body.error if body else "rate_limited",

@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +55,9 @@ _MIGRATIONS: list[str] = [
     """,
 ]
 
-STATUSES = ("active", "ended", "completed", "expired", "unknown")
+STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
+# "starting": written before the start request is sent, so a crash mid-request leaves a trace
+# (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back.
 
 
 def now_iso() -> str:
@@ -187,6 +190,52 @@ class Ledger:
         entry = self.get(interview_id, owner)
         assert entry is not None
         return entry
+
+    def reserve(
+        self,
+        *,
+        owner: str = LOCAL_OWNER,
+        external_id: str | None = None,
+        display_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        mode: str | None = None,
+        locale: str | None = None,
+    ) -> int:
+        """Write a 'starting' row before a start is sent; returns its seq for confirm/release/mark_unknown."""
+        stamp = now_iso()
+        with self._tx() as db:
+            cursor = db.execute(
+                """INSERT INTO interviews (interview_id, base_url, owner, external_id, display_name, metadata,
+                       mode, locale, status, created_at, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', ?, ?)""",
+                (f"pending-{uuid.uuid4()}", self.base_url, owner, external_id, display_name,
+                 json.dumps(metadata) if metadata is not None else None, mode, locale, stamp, stamp),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def confirm(self, seq: int, *, interview_id: str, session_token: str, initial_message: str | None) -> None:
+        """Koji started it: the reserved row becomes the interview, with its token."""
+        with self._tx() as db:
+            db.execute(
+                """UPDATE interviews SET interview_id = ?, session_token = ?, initial_message = ?,
+                       status = 'active', updated_at = ? WHERE seq = ?""",
+                (interview_id, session_token, initial_message, now_iso(), seq),
+            )
+
+    def release(self, seq: int) -> None:
+        """Koji surely did not start it (rejected, or never sent): forget the reservation."""
+        with self._tx() as db:
+            db.execute("DELETE FROM interviews WHERE seq = ? AND status = 'starting'", (seq,))
+
+    def mark_unknown(self, seq: int, note: str) -> str:
+        """The request may have reached Koji: keep the row as 'unknown' for the user to reconcile."""
+        placeholder = f"unknown-{uuid.uuid4()}"
+        with self._tx() as db:
+            db.execute(
+                "UPDATE interviews SET interview_id = ?, status = 'unknown', note = ?, updated_at = ? WHERE seq = ?",
+                (placeholder, note, now_iso(), seq),
+            )
+        return placeholder
 
     def update_status(
         self, interview_id: str, owner: str, status: str, *, completion: dict[str, Any] | None = None

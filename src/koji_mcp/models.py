@@ -59,8 +59,7 @@ Locale = Annotated[
     str,
     Field(
         pattern=LOCALE_PATTERN,
-        description="Language of the interview as a locale code such as 'en', 'es' or 'pt-BR'. "
-        "Omit to use the project's setting.",
+        description="Locale code such as 'en', 'es', 'pt-BR'; omit for the project's setting.",
     ),
 ]
 
@@ -68,33 +67,31 @@ InterviewId = Annotated[
     str,
     Field(
         pattern=INTERVIEW_ID_PATTERN,
-        description="The interview_id returned by start_interview (or listed by list_interviews).",
+        description="From start_interview or list_interviews.",
     ),
 ]
 
 
 class Respondent(BaseModel):
-    """Who is being interviewed. Koji stores it with the interview; it does not change the questions."""
-
+    # Who is being interviewed. Koji stores it with the interview; it does not change the questions.
+    # (A comment, not a docstring: the docstring would be repeated in every tool schema using it.)
     model_config = ConfigDict(extra="forbid")
 
     external_id: str | None = Field(
         None,
         min_length=1,
         max_length=200,
-        description="Your own id for this respondent (e.g. your user id), to link the interview back "
-        "to your system and to avoid inviting the same person twice.",
+        description="Your id for this person (e.g. user id); prevents inviting them twice.",
     )
     display_name: str | None = Field(
         None,
         min_length=1,
         max_length=200,
-        description="Name the interviewer greets the respondent with, e.g. 'Jane Doe'.",
+        description="Name the interviewer greets them with.",
     )
     metadata: FlatMetadata | None = Field(
         None,
-        description="Flat key-value pairs for your own tracking, e.g. {'plan': 'pro', 'seats': 12}. "
-        "Values must be strings, numbers, booleans or null; no nested objects or arrays.",
+        description="Flat tracking data, e.g. {'plan': 'pro', 'seats': 12}; no nested objects or arrays.",
     )
 
 

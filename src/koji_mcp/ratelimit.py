@@ -72,3 +72,66 @@ def _float(raw: str | None) -> float | None:
     except ValueError:
         return None
     return value if value == value and abs(value) != float("inf") else None
+
+
+DEFAULT_LIMIT = 60
+DEFAULT_WINDOW = 60.0
+
+
+class WaitTooLong(Exception):
+    """Pacing would have to wait longer than the caller accepts; nothing was sent."""
+
+    def __init__(self, wait: float, limit: int) -> None:
+        super().__init__(f"wait {wait:.1f} s")
+        self.wait = wait
+        self.limit = limit
+
+
+class Pacer:
+    """Client-side pacing shared by every request of one server (single calls and batches alike).
+
+    Koji's limit is per key over a sliding window, and the key may be shared with the customer's
+    own app. So we never burst the whole window: requests are spread at limit/window with a small
+    burst allowance (a tenth of the limit), our own sends are capped at `limit` per window, and
+    Koji's headers win when they say less is left (Remaining 0 → wait for Reset; 429 → wait as told).
+    """
+
+    def __init__(self, tracker: RateLimitTracker, clock: Callable[[], float] = time.time,
+                 window: float = DEFAULT_WINDOW) -> None:
+        self._tracker = tracker
+        self._clock = clock
+        self.window = window
+        self._sent: list[float] = []
+        self._bucket_at: float | None = None  # GCRA "theoretical arrival time"
+        self._blocked_until = 0.0
+
+    @property
+    def limit(self) -> int:
+        return self._tracker.snapshot.limit or DEFAULT_LIMIT
+
+    def reserve(self, max_wait: float) -> float:
+        """Claim the next send slot; returns how long to sleep first (no await: safe under concurrency)."""
+        now = self._clock()
+        limit = max(self.limit, 1)
+        interval = self.window / limit
+        burst = max(1, limit // 10)
+        tat = max(self._bucket_at or now, now)
+        at = max(now, tat - (burst - 1) * interval, self._blocked_until)
+        self._sent = [t for t in self._sent if t > now - self.window]
+        if len(self._sent) >= limit:
+            at = max(at, self._sent[-limit] + self.window)
+        wait = max(0.0, at - now)
+        if wait > max_wait:
+            raise WaitTooLong(wait, limit)
+        self._bucket_at = max(tat, at) + interval
+        self._sent.append(at)
+        return wait
+
+    def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
+        """Let Koji's answer tighten the schedule (never loosen it)."""
+        now = self._clock()
+        snap = self._tracker.snapshot
+        if status == 429:
+            self._blocked_until = max(self._blocked_until, now + (retry_after if retry_after is not None else 1.0))
+        elif snap.remaining is not None and snap.remaining <= 0 and snap.reset_at is not None:
+            self._blocked_until = max(self._blocked_until, min(snap.reset_at, now + MAX_RESET_WAIT))

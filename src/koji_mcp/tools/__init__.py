@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from mcp.server.mcpserver.tools import Tool
 
 from koji_mcp.tools.schema import ToolSpec, build_tool
+from koji_mcp.tools.batch import start_interviews
 from koji_mcp.tools.lifecycle import complete_interview, send_interview_message
 from koji_mcp.tools.read import get_interview, list_interviews
 from koji_mcp.tools.start import start_interview
@@ -22,6 +23,7 @@ READ_TOOLS: list[ToolSpec] = [
 
 WRITE_TOOLS: list[ToolSpec] = [
     ToolSpec(start_interview, title="Start interview", read_only=False, idempotent=False),
+    ToolSpec(start_interviews, title="Start interviews (batch)", read_only=False, idempotent=False),
     ToolSpec(send_interview_message, title="Send interview message", read_only=False, idempotent=False),
     ToolSpec(complete_interview, title="Complete interview", read_only=False, idempotent=True),
 ]

@@ -25,10 +25,10 @@ ACTIVE = "active"
 
 class InterviewerReply(BaseModel):
     interview_id: str
-    interviewer_message: str = Field(description="The interviewer's reply, to show to the respondent as-is.")
-    interview_status: str = Field(description="'active' while the interview goes on; anything else means it ended.")
-    ended: bool = Field(description="True when the interview ended naturally: call complete_interview next.")
-    messages_count: int | None = Field(None, description="Messages in the conversation so far, as Koji counts them.")
+    interviewer_message: str = Field(description="Show to the respondent as-is.")
+    interview_status: str
+    ended: bool = Field(description="True: call complete_interview next.")
+    messages_count: int | None = None
 
 
 class CompletedInterview(BaseModel):
@@ -36,7 +36,7 @@ class CompletedInterview(BaseModel):
     status: Literal["completed"] = "completed"
     completion_reason: str
     completed_at: str | None = None
-    analysis_status: str | None = Field(None, description="Koji's analysis state right after completion.")
+    analysis_status: str | None = None
 
 
 def lookup(services: Services, interview_id: str, tool: str) -> LedgerEntry | CallToolResult:

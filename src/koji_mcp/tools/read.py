@@ -21,48 +21,30 @@ TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0
 
 
-class StructuredAnswer(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    questionId: str | None = None
-    questionText: str | None = None
-    questionType: str | None = None
-    structuredValue: Any = Field(
-        None, description="number (scale), string (single_choice), list of strings (multiple_choice, ranking), boolean (yes_no)"
-    )
-    qualitativeAnswer: str | None = None
-    confidence: float | None = None
-    followUpInsights: Any = None
-
-
 class InterviewResult(BaseModel):
+    # Declares what a model needs to reason about; respondent, mode, locale, timestamps,
+    # completion_reason, messages_count and transcript paging pass through as extra fields.
     model_config = ConfigDict(extra="allow")
 
     interview_id: str
     status: str | None = None
-    analysis_status: str = Field(description="'not_started' (not completed yet), 'pending' or 'ready'.")
-    respondent: dict[str, Any] | None = None
-    mode: str | None = None
-    locale: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    completed_at: str | None = None
-    completion_reason: str | None = None
-    messages_count: int | None = None
-    analysis: dict[str, Any] | None = Field(None, description="Summary, themes, quality score and statistics when ready.")
-    structured_answers: list[StructuredAnswer] = Field(default_factory=list)
+    analysis_status: str = Field(description="not_started, pending or ready")
+    analysis: dict[str, Any] | None = Field(None, description="summary, themes, quality_score, statistics")
+    structured_answers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
+        "string; multiple_choice, ranking: list; yes_no: boolean), qualitativeAnswer, confidence, followUpInsights",
+    )
     transcript: list[dict[str, Any]] | None = None
-    transcript_total: int | None = None
-    transcript_offset: int | None = None
-    next_transcript_offset: int | None = Field(None, description="Pass as transcript_offset for the next page.")
+    next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
-    extra: dict[str, Any] | None = Field(None, description="Fields Koji sent that koji-mcp does not know yet.")
+    extra: dict[str, Any] | None = Field(None, description="Fields from Koji that koji-mcp does not know")
 
 
 class InterviewList(BaseModel):
     interviews: list[dict[str, Any]]
-    total: int = Field(description="Interviews matching the filters.")
-    next_cursor: str | None = Field(None, description="Pass as cursor for the next page; absent on the last page.")
+    total: int
+    next_cursor: str | None = None
 
 
 async def get_interview(
@@ -77,10 +59,9 @@ async def get_interview(
 ) -> Annotated[CallToolResult, InterviewResult]:
     """Read an interview from Koji: status, respondent, analysis and typed structured answers.
 
-    Use this tool to check on an interview or to report its results after complete_interview:
-    summary, themes, quality, and each structured answer (scale -> number, single choice -> string,
-    multiple choice/ranking -> list, yes/no -> boolean). If the analysis is still pending, it says
-    when to check again. Set include_transcript for the conversation itself.
+    Use this tool to check an interview or report its results after complete_interview: summary,
+    themes, quality and structured answers. If analysis is pending it says when to check again.
+    Set include_transcript for the conversation.
     Example: {"interview_id": "f8e7d6c5-...", "include_transcript": true}
     """
     services: Services = ctx.request_context.lifespan_context
@@ -128,9 +109,8 @@ async def list_interviews(
 ) -> Annotated[CallToolResult, InterviewList]:
     """List interviews this server started, newest first, from its local ledger.
 
-    Use this tool to see who was invited, find an interview_id, check which interviews are still
-    active or completed, or reconcile starts whose outcome was 'unknown'. Koji has no list
-    endpoint, so interviews started elsewhere do not appear here.
+    Use this tool to find an interview_id, see who was invited or finished, or reconcile starts
+    whose outcome was 'unknown'. Interviews started elsewhere are not listed (Koji has no list API).
     Example: {"status": "completed", "limit": 10}
     """
     services: Services = ctx.request_context.lifespan_context

@@ -106,7 +106,7 @@ def error_result(exc: KojiError, tool: str) -> CallToolResult:
     if isinstance(exc, KojiRateLimited):
         text = (
             f"Koji rate limit reached (HTTP 429 {exc.code}): {exc.message}\n"
-            f"{OUTCOME_TEXT['rejected']} Retry {when(exc.retry_after)}."
+            f"{OUTCOME_TEXT[exc.outcome]} Retry {when(exc.retry_after)}."
         )
     elif isinstance(exc, KojiAPIError):
         head = f"HTTP {exc.status} {exc.code}" if exc.code else f"HTTP {exc.status}"

@@ -1,0 +1,150 @@
+"""Batch invitations: start an interview for each respondent, exactly once, paced by the rate limit.
+
+Used by the `start_interviews` tool and the `koji-mcp batch` command. Planning happens before any
+request: respondents whose external_id is already in the ledger (or repeated in this batch) are
+skipped unless `force`. Workers then start the rest with bounded concurrency through the shared
+pacer; every outcome is reported as it happens, so a progress bar or MCP progress can follow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import anyio
+
+from koji_mcp.errors import KojiAPIError, KojiError
+from koji_mcp.models import Mode, Respondent, StartRequest
+from koji_mcp.services import Services
+from koji_mcp.starts import start_one
+
+logger = logging.getLogger(__name__)
+
+BatchOutcomeKind = Literal["started", "skipped", "failed", "unknown", "would_start"]
+DEFAULT_CONCURRENCY = 4
+BATCH_MAX_WAIT = 300.0  # a batch may wait for the rate-limit window; single calls may not
+
+
+@dataclass
+class BatchOutcome:
+    row: int
+    outcome: BatchOutcomeKind
+    external_id: str | None = None
+    display_name: str | None = None
+    interview_id: str | None = None
+    error_code: str | None = None
+    message: str | None = None
+
+    def public(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]
+
+
+def plan(services: Services, owner: str, respondents: Sequence[Respondent], *, force: bool) -> list[BatchOutcome | None]:
+    """Decide, before sending anything, who is skipped (None = to be started)."""
+    seen: dict[str, int] = {}
+    decisions: list[BatchOutcome | None] = []
+    for row, person in enumerate(respondents, start=1):
+        key = person.external_id
+        if key is None:
+            decisions.append(None)
+            continue
+        if key in seen:
+            decisions.append(_skip(row, person, None, f"duplicate of row {seen[key]} in this batch"))
+            continue
+        seen[key] = row
+        earlier = [] if force else services.ledger.find_by_external_id(key, owner)
+        if earlier:
+            last = earlier[0]
+            why = {
+                "unknown": "an earlier start's outcome is unknown; check Koji before forcing a new one",
+                "starting": "an earlier start was in flight when koji-mcp stopped; its outcome is unknown",
+            }.get(last.status, f"already invited (status {last.status})")
+            decisions.append(_skip(row, person, last.interview_id, why))
+        else:
+            decisions.append(None)
+    return decisions
+
+
+def _skip(row: int, person: Respondent, interview_id: str | None, why: str) -> BatchOutcome:
+    return BatchOutcome(row, "skipped", person.external_id, person.display_name, interview_id, None, why)
+
+
+async def run_batch(
+    services: Services,
+    owner: str,
+    respondents: Sequence[Respondent],
+    *,
+    mode: Mode | None = None,
+    locale: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_outcome: OnOutcome | None = None,
+    stop: anyio.Event | None = None,
+) -> list[BatchOutcome]:
+    """Start every planned respondent; outcomes come back in row order.
+
+    Setting `stop` lets in-flight starts finish (and be recorded) but starts nothing new; the
+    rows not reached are simply absent from the result, and a rerun picks them up.
+    """
+    decisions = plan(services, owner, respondents, force=force)
+    outcomes: dict[int, BatchOutcome] = {}
+
+    async def report(outcome: BatchOutcome) -> None:
+        outcomes[outcome.row] = outcome
+        if on_outcome is not None:
+            maybe = on_outcome(outcome)
+            if maybe is not None:
+                await maybe
+
+    pending = []
+    for row, (person, decision) in enumerate(zip(respondents, decisions, strict=True), start=1):
+        if decision is not None:
+            await report(decision)
+        elif dry_run:
+            await report(BatchOutcome(row, "would_start", person.external_id, person.display_name))
+        else:
+            pending.append((row, person))
+    if dry_run or not pending:
+        return [outcomes[r] for r in sorted(outcomes)]
+
+    queue = iter(pending)
+    failed_hard: list[KojiError] = []
+
+    async def worker() -> None:
+        for row, person in queue:
+            if (stop is not None and stop.is_set()) or failed_hard:
+                return
+            request = StartRequest(respondent=person, mode=mode, locale=locale)
+            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT)
+            error = result.error
+            if error is not None and _stops_batch(error):
+                failed_hard.append(error)
+            await report(BatchOutcome(
+                row, result.outcome, person.external_id, person.display_name, result.interview_id,
+                getattr(error, "code", None) or (type(error).__name__ if error else None),
+                error.message if error else None,
+            ))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(max(1, min(concurrency, len(pending)))):
+            group.start_soon(worker)
+    return [outcomes[r] for r in sorted(outcomes)]
+
+
+def _stops_batch(error: KojiError) -> bool:
+    """Errors that will fail every remaining row too: stop instead of hammering Koji."""
+    return isinstance(error, KojiAPIError) and error.status in (401, 402, 403, 404, 422)
+
+
+def summarize(outcomes: Sequence[BatchOutcome], total: int) -> dict[str, int]:
+    counts = {kind: 0 for kind in ("started", "skipped", "failed", "unknown", "would_start")}
+    for outcome in outcomes:
+        counts[outcome.outcome] += 1
+    counts["not_reached"] = total - len(outcomes)
+    return counts

@@ -1,0 +1,85 @@
+"""start_interviews: batch invitations from an assistant, with progress notifications."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from koji_mcp.batch import BatchOutcome, run_batch, summarize
+from koji_mcp.models import Locale, Mode, Respondent
+from koji_mcp.services import Services, current_owner
+from koji_mcp.text import clean_koji_text
+from koji_mcp.tools.results import ok
+
+MAX_BATCH = 500
+TEXT_ROWS = 40
+
+
+class BatchResult(BaseModel):
+    counts: dict[str, int] = Field(description="started, skipped, failed, unknown, would_start, not_reached")
+    outcomes: list[dict[str, Any]] = Field(description="One per respondent, in input order.")
+    dry_run: bool = False
+
+
+async def start_interviews(
+    ctx: Context,
+    respondents: Annotated[
+        list[Respondent],
+        Field(min_length=1, max_length=MAX_BATCH,
+              description=f"The people to invite (1-{MAX_BATCH}), each like start_interview's respondent. "
+              "Give each an external_id so nobody is invited twice."),
+    ],
+    mode: Annotated[Mode | None, Field(description="'text' or 'voice' for all; omit for the project's setting.")] = None,
+    locale: Locale | None = None,
+    dry_run: Annotated[bool, Field(description="Only report what would happen; send nothing.")] = False,
+    force: Annotated[
+        bool, Field(description="Start even respondents whose external_id is already in the ledger.")
+    ] = False,
+) -> Annotated[CallToolResult, BatchResult]:
+    """Start interviews for many respondents at once (up to 500), each exactly once.
+
+    Use this tool to invite a list of participants. Respondents whose external_id was already
+    invited are skipped unless force=true; requests are paced to Koji's rate limit. Outcomes:
+    started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
+    Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
+    """
+    services: Services = ctx.request_context.lifespan_context
+    total = len(respondents)
+    done = 0
+
+    async def progress(outcome: BatchOutcome) -> None:
+        nonlocal done
+        done += 1
+        who = outcome.external_id or outcome.display_name or f"row {outcome.row}"
+        await ctx.report_progress(done, total, f"{who}: {outcome.outcome}")
+
+    outcomes = await run_batch(
+        services, current_owner(), respondents, mode=mode, locale=locale, dry_run=dry_run, force=force,
+        on_outcome=progress,
+    )
+    counts = summarize(outcomes, total)
+    shown = {k: v for k, v in counts.items() if v}
+    lines = [("Dry run, nothing sent. " if dry_run else "")
+             + f"{total} respondent(s): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in shown.items()) + "."]
+    for outcome in outcomes[:TEXT_ROWS]:
+        who = clean_koji_text(outcome.external_id or outcome.display_name or "(anonymous)", 120)
+        parts = [outcome.interview_id or ""]
+        if outcome.message:
+            code = f"{outcome.error_code}: " if outcome.error_code else ""
+            parts.append(f"({code}{clean_koji_text(outcome.message, 300)})")
+        detail = " ".join(p for p in parts if p)
+        lines.append(f"- row {outcome.row} {who}: {outcome.outcome} {detail}".rstrip())
+    if len(outcomes) > TEXT_ROWS:
+        lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
+    if counts["unknown"]:
+        lines.append("Unknown outcomes may have started (and spent credits): check Koji's dashboard or "
+                     "list_interviews(status='unknown') before retrying them with force=true.")
+    if counts["not_reached"]:
+        lines.append(f"{counts['not_reached']} respondent(s) were not reached: the batch stopped on an error that "
+                     "would fail them too. Fix it, then call again: started ones are skipped.")
+    if counts["failed"] and not counts["not_reached"]:
+        lines.append("Failed respondents were not started; fix the cause and call again (started ones are skipped).")
+    return ok("\n".join(lines), BatchResult(counts=counts, outcomes=[o.public() for o in outcomes], dry_run=dry_run))
