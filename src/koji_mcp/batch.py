@@ -19,6 +19,7 @@ from koji_mcp.errors import KojiAPIError, KojiError
 from koji_mcp.models import Mode, Respondent, StartRequest
 from koji_mcp.services import Services
 from koji_mcp.starts import start_one
+from koji_mcp.text import clean_koji_text
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,15 @@ class BatchOutcome:
 
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def line(self) -> str:
+        """One human line, shared by the tool's text and the CLI's plain output."""
+        who = clean_koji_text(self.external_id or self.display_name or "(anonymous)", 120)
+        parts = [f"row {self.row} {who}: {self.outcome}", self.interview_id or ""]
+        if self.message:
+            code = f"{self.error_code}: " if self.error_code else ""
+            parts.append(f"({code}{clean_koji_text(self.message, 300)})")
+        return " ".join(p for p in parts if p)
 
 
 OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from koji_mcp import __version__
 
-SUBCOMMANDS = ("serve", "sandbox", "demo")
+SUBCOMMANDS = ("serve", "sandbox", "demo", "batch")
 EXIT_USAGE = 2
 
 
@@ -79,6 +79,32 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _batch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="invite every participant of a CSV file (resumable, exactly once)",
+        description="Start an interview for each row of a participants CSV. Columns external_id and "
+        "display_name; every other column becomes respondent metadata (numbers and true/false are typed). "
+        "The whole file is validated before anything is sent. Participants already in the ledger are "
+        "skipped, so rerunning after a failure or Ctrl-C resumes where it stopped.",
+        epilog="Uses KOJI_API_KEY, KOJI_BASE_URL and KOJI_MCP_STATE_DIR like `serve`. Exit code 0 when "
+        "everyone was started or skipped, 1 when some failed, are unknown or were not reached, 2 on bad input.",
+    )
+    p.add_argument("file", help="participants CSV (UTF-8, header row required)")
+    p.add_argument("--mode", choices=["text", "voice"], help="interview mode for all (default: project setting)")
+    p.add_argument("--locale", help="locale for all, e.g. en, es, pt-BR (default: project setting)")
+    p.add_argument("--concurrency", type=int, default=4, help="starts in flight at once, 1-16 (default 4)")
+    p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; send nothing")
+    p.add_argument("--force", action="store_true",
+                   help="also start participants whose external_id is already in the ledger")
+    p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
+    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL)")
+    p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR)")
+    p.add_argument("--sandbox", action="store_true", help="run against an in-process sandbox (for trying it out)")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="stderr log level (default WARNING)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="koji-mcp",
@@ -91,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _sandbox_parser(sub)
     _demo_parser(sub)
+    _batch_parser(sub)
     return parser
 
 
@@ -121,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from koji_mcp.commands.sandbox import run_sandbox_command
 
             return run_sandbox_command(args)
+        if args.command == "batch":
+            from koji_mcp.commands.batch import run_batch_command
+
+            return run_batch_command(args)
         if args.command == "demo":
             from koji_mcp.demo import run_demo
 

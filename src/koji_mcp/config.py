@@ -45,6 +45,7 @@ class Settings(BaseModel):
     max_rate_limit_wait: float = Field(10.0, ge=0, le=60)
     max_response_bytes: int = Field(1_000_000, ge=1024)
     analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
+    rate_limit_window: float = Field(60.0, gt=0, le=3600)  # Koji: a 1-minute sliding window
 
     @field_validator("base_url")
     @classmethod
@@ -77,6 +78,8 @@ class Settings(BaseModel):
             values["timeout"] = _number(env["KOJI_TIMEOUT"], "KOJI_TIMEOUT")
         if env.get("KOJI_CONNECT_TIMEOUT"):
             values["connect_timeout"] = _number(env["KOJI_CONNECT_TIMEOUT"], "KOJI_CONNECT_TIMEOUT")
+        if env.get("KOJI_RATE_LIMIT_WINDOW"):
+            values["rate_limit_window"] = _number(env["KOJI_RATE_LIMIT_WINDOW"], "KOJI_RATE_LIMIT_WINDOW")
         values["state_dir"] = env.get("KOJI_MCP_STATE_DIR") or default_state_dir(env)
         if env.get("KOJI_MCP_READ_ONLY"):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")

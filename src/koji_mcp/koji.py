@@ -88,7 +88,7 @@ class KojiClient:
         self._settings = settings
         self._sleep = sleep
         self.rate = RateLimitTracker()
-        self.pacer = Pacer(self.rate)
+        self.pacer = Pacer(self.rate, window=settings.rate_limit_window)
         self.routes: dict[str, str] = {}  # which route variant worked, per kind ("message", "complete")
         self._http = httpx.AsyncClient(
             base_url=self.base_url,

@@ -119,7 +119,8 @@ class Pacer:
         at = max(now, tat - (burst - 1) * interval, self._blocked_until)
         self._sent = [t for t in self._sent if t > now - self.window]
         if len(self._sent) >= limit:
-            at = max(at, self._sent[-limit] + self.window)
+            # Koji's window starts when a request *arrives*: leave a little slack for transit and jitter.
+            at = max(at, self._sent[-limit] + self.window + 0.1 + 0.005 * self.window)
         wait = max(0.0, at - now)
         if wait > max_wait:
             raise WaitTooLong(wait, limit)

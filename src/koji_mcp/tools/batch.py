@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from koji_mcp.batch import BatchOutcome, run_batch, summarize
 from koji_mcp.models import Locale, Mode, Respondent
 from koji_mcp.services import Services, current_owner
-from koji_mcp.text import clean_koji_text
 from koji_mcp.tools.results import ok
 
 MAX_BATCH = 500
@@ -64,14 +63,7 @@ async def start_interviews(
     shown = {k: v for k, v in counts.items() if v}
     lines = [("Dry run, nothing sent. " if dry_run else "")
              + f"{total} respondent(s): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in shown.items()) + "."]
-    for outcome in outcomes[:TEXT_ROWS]:
-        who = clean_koji_text(outcome.external_id or outcome.display_name or "(anonymous)", 120)
-        parts = [outcome.interview_id or ""]
-        if outcome.message:
-            code = f"{outcome.error_code}: " if outcome.error_code else ""
-            parts.append(f"({code}{clean_koji_text(outcome.message, 300)})")
-        detail = " ".join(p for p in parts if p)
-        lines.append(f"- row {outcome.row} {who}: {outcome.outcome} {detail}".rstrip())
+    lines.extend(f"- {outcome.line()}" for outcome in outcomes[:TEXT_ROWS])
     if len(outcomes) > TEXT_ROWS:
         lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
     if counts["unknown"]:

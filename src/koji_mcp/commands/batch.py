@@ -1,0 +1,140 @@
+"""`koji-mcp batch FILE.csv`: invite every participant of a CSV, resumably, exactly once.
+
+Ctrl-C once: no new starts, in-flight ones finish and are recorded, results are written.
+Ctrl-C twice: stop now (an in-flight start stays in the ledger as 'starting', i.e. unknown).
+A rerun skips everyone already in the ledger, so it resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from koji_mcp.batch import BatchOutcome, run_batch, summarize
+from koji_mcp.config import ConfigError, Settings
+from koji_mcp.ledger import LOCAL_OWNER
+from koji_mcp.logs import setup_logging
+from koji_mcp.models import LOCALE_PATTERN
+from koji_mcp.participants import ParticipantsError, read_participants
+
+EXIT_USAGE = 2
+COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
+
+
+class Progress:
+    """A one-line bar on a terminal; one plain line per participant otherwise."""
+
+    def __init__(self, total: int, stream: TextIO, tty: bool) -> None:
+        self.total, self.stream, self.tty = total, stream, tty
+        self.counts = {"started": 0, "skipped": 0, "failed": 0, "unknown": 0, "would_start": 0}
+        self.done = 0
+
+    def __call__(self, outcome: BatchOutcome) -> None:
+        self.done += 1
+        self.counts[outcome.outcome] += 1
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            counts = "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.counts.items() if v or k != "would_start")
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  {counts}\x1b[K")
+        else:
+            self.stream.write(outcome.line() + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def write_results(path: Path, outcomes: list[BatchOutcome], total_rows: int, respondents: list) -> None:
+    """Every input row gets a line (unreached rows say so); written atomically."""
+    by_row = {o.row: o for o in outcomes}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for row in range(1, total_rows + 1):
+            o = by_row.get(row)
+            person = respondents[row - 1]
+            if o is None:
+                writer.writerow([row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""])
+            else:
+                writer.writerow([row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
+                                 o.error_code or "", o.message or ""])
+    os.replace(tmp, path)
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
+                                 sandbox=True if args.sandbox else None)
+        settings.require_api_key()
+        participants = read_participants(args.file)
+    except (ConfigError, ParticipantsError) as exc:
+        print(f"koji-mcp batch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.locale and not re.fullmatch(LOCALE_PATTERN, args.locale):
+        print(f"koji-mcp batch: --locale must be a locale code such as en, es or pt-BR (got {args.locale!r})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.concurrency < 1 or args.concurrency > 16:
+        print("koji-mcp batch: --concurrency must be between 1 and 16", file=sys.stderr)
+        return EXIT_USAGE
+    respondents = participants.respondents
+    if participants.missing_external_ids:
+        print(f"warning: {participants.missing_external_ids} row(s) have no external_id; they cannot be "
+              "deduplicated, so a rerun would invite them again", file=sys.stderr)
+    out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
+    tty = sys.stderr.isatty()
+    progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
+    outcomes = anyio.run(_run, settings, args, respondents, progress)
+    progress.finish()
+    write_results(out, outcomes, len(respondents), respondents)
+    counts = summarize(outcomes, len(respondents))
+    shown = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
+    print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {shown}. Results: {out}")
+    if counts["unknown"]:
+        print("Unknown outcomes may have started (and spent credits): check Koji before rerunning with --force.")
+    if counts["not_reached"]:
+        print("Not every participant was reached; rerun the same command to resume (started ones are skipped).")
+    return 0 if not (counts["failed"] or counts["unknown"] or counts["not_reached"]) else 1
+
+
+async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress) -> list[BatchOutcome]:
+    from koji_mcp.services import open_services
+
+    stop = anyio.Event()
+    collected: list[BatchOutcome] = []
+
+    def record(outcome: BatchOutcome) -> None:
+        collected.append(outcome)
+        progress(outcome)
+
+    async with open_services(settings) as services, anyio.create_task_group() as group:
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    if stop.is_set():
+                        print("\nstopping now", file=sys.stderr)
+                        group.cancel_scope.cancel()
+                        return
+                    print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                    stop.set()
+
+        group.start_soon(watch_signals)
+        await run_batch(
+            services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
+            force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
+        )
+        group.cancel_scope.cancel()
+    return sorted(collected, key=lambda o: o.row)
