@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test sandbox serve clean
+.PHONY: help venv demo test sandbox serve bench bench-batch clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make test     run the test suite"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
+	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
 	@echo "make clean    remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml
@@ -32,6 +33,11 @@ sandbox: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/koji-mcp serve --sandbox --transport streamable-http
+
+bench: bench-batch
+
+bench-batch: $(STAMP)
+	$(BIN)/python bench/batch.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

@@ -93,3 +93,34 @@ def test_retry_after_prefers_header_then_reset() -> None:
     assert tracker.retry_after({}) is None
     tracker.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "47", "x-ratelimit-reset": "1060"})
     assert (tracker.snapshot.limit, tracker.snapshot.remaining, tracker.snapshot.reset_at) == (60, 47, 1060.0)
+
+
+def test_pacer_spreads_requests_and_respects_the_window() -> None:
+    from koji_mcp.ratelimit import Pacer, WaitTooLong
+
+    now = [1000.0]
+    tracker = RateLimitTracker(clock=lambda: now[0])
+    pacer = Pacer(tracker, clock=lambda: now[0], window=60.0)
+    tracker.observe({"x-ratelimit-limit": "600", "x-ratelimit-remaining": "600", "x-ratelimit-reset": "1060"})
+    waits = [pacer.reserve(max_wait=1e9) for _ in range(600)]
+    assert waits[:60] == pytest.approx([0.0] * 60, abs=1e-9)  # a tenth of the limit may go at once
+    assert waits[60] == pytest.approx(0.1) and waits[61] == pytest.approx(0.2)  # then limit/window
+    # the 601st within the same window waits for the first to leave the window (plus slack)
+    assert pacer.reserve(max_wait=1e9) == pytest.approx(60.4)
+    with pytest.raises(WaitTooLong):
+        pacer.reserve(max_wait=10)
+
+
+def test_pacer_obeys_remaining_zero_and_429() -> None:
+    from koji_mcp.ratelimit import Pacer
+
+    now = [1000.0]
+    tracker = RateLimitTracker(clock=lambda: now[0])
+    pacer = Pacer(tracker, clock=lambda: now[0])
+    tracker.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1030"})
+    pacer.observe(200, {}, None)
+    assert pacer.reserve(max_wait=100) == pytest.approx(30)
+    now[0] = 2000.0
+    tracker.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "5", "x-ratelimit-reset": "2010"})
+    pacer.observe(429, {}, 7.0)
+    assert pacer.reserve(max_wait=100) == pytest.approx(7)

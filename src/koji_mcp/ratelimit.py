@@ -103,6 +103,7 @@ class Pacer:
         self.window = window
         self._sent: list[float] = []
         self._bucket_at: float | None = None  # GCRA "theoretical arrival time"
+        self._interval = window / DEFAULT_LIMIT
         self._blocked_until = 0.0
 
     @property
@@ -115,6 +116,10 @@ class Pacer:
         limit = max(self.limit, 1)
         interval = self.window / limit
         burst = max(1, limit // 10)
+        if self._bucket_at is not None and interval != self._interval:
+            # The real limit became known (or changed): rescale the debt built up at the old pace.
+            self._bucket_at = now + max(0.0, self._bucket_at - now) * interval / self._interval
+        self._interval = interval
         tat = max(self._bucket_at or now, now)
         at = max(now, tat - (burst - 1) * interval, self._blocked_until)
         self._sent = [t for t in self._sent if t > now - self.window]

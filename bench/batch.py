@@ -1,0 +1,138 @@
+"""Batch throughput against the sandbox (not a test: run with `make bench-batch` or `python bench/batch.py`).
+
+Three runs, each against a fresh sandbox limited to 600 requests/minute:
+  A. 300 starts through the real MCP client (start_interviews): wall time as a ratio to the
+     rate-limit floor (300 / 600 per min = 30 s), 429s seen, duplicates, failures.
+  B. the same with 429s injected by the sandbox: every one waited out and retried, no duplicates.
+  C. `koji-mcp batch` killed with SIGKILL halfway, then rerun: no participant started twice.
+Prints a Markdown table (the same one goes into bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import httpx
+from mcp import Client
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from koji_mcp.config import Settings  # noqa: E402
+from koji_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxServer  # noqa: E402
+from koji_mcp.server import build_server  # noqa: E402
+
+START = "/api/v1/interviews/start"
+LIMIT = 600
+
+
+def log(base_url: str) -> list[dict]:
+    return httpx.get(f"{base_url}/_sandbox/requests", timeout=30).json()["requests"]
+
+
+def analyse(base_url: str) -> dict:
+    entries = [e for e in log(base_url) if e["path"] == START]
+    ok = Counter(e["json"]["respondent"]["external_id"] for e in entries if e["status"] == 201)
+    return {
+        "requests": len(entries),
+        "started": sum(ok.values()),
+        "duplicates": sum(n - 1 for n in ok.values() if n > 1),
+        "429s": sum(1 for e in entries if e["status"] == 429),
+        "failures": sum(1 for e in entries if e["status"] not in (201, 429)),
+    }
+
+
+def people(n: int, prefix: str) -> list[dict]:
+    return [{"external_id": f"{prefix}{i}", "display_name": f"Person {i}"} for i in range(n)]
+
+
+async def mcp_batch(base_url: str, n: int, state: str) -> tuple[float, dict]:
+    settings = Settings(api_key=DEMO_KEY, base_url=base_url, state_dir=state)
+    async with Client(build_server(settings), mode="legacy") as client:
+        began = time.perf_counter()
+        result = await client.call_tool("start_interviews", {"respondents": people(n, "b")})
+        elapsed = time.perf_counter() - began
+    return elapsed, result.structured_content["counts"]
+
+
+def run_a(n: int) -> dict:
+    with SandboxServer(SandboxConfig(rate_limit=LIMIT)) as sandbox, tempfile.TemporaryDirectory() as state:
+        elapsed, counts = anyio.run(mcp_batch, sandbox.base_url, n, state)
+        return {"run": f"A: {n} starts via start_interviews", "wall_s": elapsed, **analyse(sandbox.base_url),
+                "tool_counts": counts}
+
+
+def run_b(n: int, injected: int) -> dict:
+    with SandboxServer(SandboxConfig(rate_limit=LIMIT)) as sandbox, tempfile.TemporaryDirectory() as state:
+        for _ in range(injected):
+            httpx.post(f"{sandbox.base_url}/_sandbox/faults", json={
+                "path": START, "status": 429, "headers": {"Retry-After": "1"},
+                "json": {"error": "rate_limited", "message": "Rate limit exceeded."}})
+        elapsed, counts = anyio.run(mcp_batch, sandbox.base_url, n, state)
+        return {"run": f"B: {n} starts, {injected} injected 429s", "wall_s": elapsed, **analyse(sandbox.base_url),
+                "tool_counts": counts}
+
+
+def run_c(n: int, kill_after: float) -> dict:
+    with SandboxServer(SandboxConfig(rate_limit=LIMIT)) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "people.csv"
+        csv_path.write_text("external_id,display_name\n" + "".join(f"c{i},Person {i}\n" for i in range(n)))
+        env = {**os.environ, "KOJI_API_KEY": DEMO_KEY, "KOJI_BASE_URL": sandbox.base_url,
+               "KOJI_MCP_STATE_DIR": str(Path(tmp) / "state"), "PYTHONPATH": str(ROOT / "src")}
+        command = [sys.executable, "-m", "koji_mcp", "batch", str(csv_path)]
+        began = time.perf_counter()
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(kill_after)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = analyse(sandbox.base_url)["started"]
+        resumed = subprocess.run(command, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - began
+        summary = resumed.stdout.strip().splitlines()[-2 if "Unknown" in resumed.stdout else -1]
+        return {"run": f"C: {n} via CLI, SIGKILL at {kill_after:.0f} s, rerun", "wall_s": elapsed,
+                **analyse(sandbox.base_url), "started_before_kill": before, "rerun": summary}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=300)
+    parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
+    args = parser.parse_args()
+    floor = args.n / LIMIT * 60
+    rows = [run_a(args.n), run_b(args.n, 5), run_c(args.n, floor / 2)]
+    lines = [
+        f"### Batch throughput — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        f"Sandbox limit {LIMIT}/min; floor for {args.n} starts if spread evenly = {floor:.0f} s.",
+        "",
+        "| run | wall (s) | ratio to floor | started | duplicates | 429s seen | failures |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['wall_s']:.1f} | {r['wall_s'] / floor:.2f} | {r['started']} | "
+                     f"{r['duplicates']} | {r['429s']} | {r['failures']} |")
+    c = rows[2]
+    lines.append("")
+    lines.append(f"Run C: {c['started_before_kill']} started before the kill; rerun said: `{c['rerun']}`")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        with open(ROOT / "bench" / "RESULTS.md", "a") as handle:
+            handle.write("\n" + table + "\n")
+    ok = all(r["duplicates"] == 0 and r["failures"] == 0 for r in rows) and rows[0]["wall_s"] / floor <= 1.05
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
