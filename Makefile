@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test sandbox serve bench bench-batch clean
+.PHONY: help venv demo test sandbox serve bench bench-batch conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
@@ -12,6 +12,8 @@ help:
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
+	@echo "make conformance  run the MCP conformance suite against koji-mcp over streamable HTTP"
+	@echo "make load     50 concurrent authenticated HTTP clients against the sandbox"
 	@echo "make clean    remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml
@@ -38,6 +40,12 @@ bench: bench-batch
 
 bench-batch: $(STAMP)
 	$(BIN)/python bench/batch.py --write
+
+conformance: $(STAMP)
+	bash bench/conformance.sh
+
+load: $(STAMP)
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

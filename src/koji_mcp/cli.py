@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from koji_mcp import __version__
 
-SUBCOMMANDS = ("serve", "sandbox", "demo", "batch")
+SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
 EXIT_USAGE = 2
 
 
@@ -49,6 +49,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "behind a proxy or tunnel (repeatable)")
     p.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN",
                    help="extra Origin to accept on HTTP transports, e.g. https://chatgpt.com (repeatable)")
+    p.add_argument("--auth-token", action="append", default=[], metavar="[NAME=]TOKEN",
+                   help="require `Authorization: Bearer TOKEN` from HTTP clients (env KOJI_MCP_AUTH_TOKEN, "
+                   "comma-separated); repeat for several clients, NAME=TOKEN names each (interviews are private "
+                   "to the client that started them)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow binding a non-loopback --host without --auth-token (anyone who can reach it "
+                   "can spend your Koji credits)")
+    p.add_argument("--public-url", metavar="URL",
+                   help="the URL clients use to reach this server, e.g. https://mcp.example.com (for the OAuth "
+                   "protected-resource metadata; default http://HOST:PORT)")
     p.add_argument("--log-level", default=os.environ.get("KOJI_MCP_LOG_LEVEL", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (default INFO)")
 
@@ -105,6 +115,33 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="stderr log level (default WARNING)")
 
 
+def _doctor_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check the API key, the base URL, Koji's answer and the state directory",
+        description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
+        "if any check fails.",
+    )
+    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL)")
+    p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR)")
+    p.add_argument("--sandbox", action="store_true", help="check against an in-process sandbox")
+
+
+def _config_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="print (or write) a ready MCP config snippet for Claude Desktop, Cursor, VS Code or ChatGPT",
+        description="Print a config snippet with absolute paths to this installation (hosts do not inherit "
+        "your PATH), and where the host's config file lives on macOS, Windows and Linux.",
+    )
+    p.add_argument("host", choices=["claude", "cursor", "vscode", "chatgpt"], help="which MCP host")
+    p.add_argument("--write", action="store_true",
+                   help="merge the entry into the host's config file (after a backup; other servers are kept)")
+    p.add_argument("--config-path", metavar="PATH", help="the config file to write (default: the host's usual one)")
+    p.add_argument("--sandbox", action="store_true", help="configure koji-mcp to run on its built-in sandbox")
+    p.add_argument("--name", default="koji", help="server name in the host's config (default koji)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="koji-mcp",
@@ -118,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sandbox_parser(sub)
     _demo_parser(sub)
     _batch_parser(sub)
+    _doctor_parser(sub)
+    _config_parser(sub)
     return parser
 
 
@@ -152,6 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from koji_mcp.commands.batch import run_batch_command
 
             return run_batch_command(args)
+        if args.command == "doctor":
+            from koji_mcp.commands.doctor import run_doctor_command
+
+            return run_doctor_command(args)
+        if args.command == "config":
+            from koji_mcp.commands.config import run_config_command
+
+            return run_config_command(args)
         if args.command == "demo":
             from koji_mcp.demo import run_demo
 

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from koji_mcp import __version__
 from koji_mcp.config import Settings
 from koji_mcp.prompts import register_prompts
+from koji_mcp.protocol import register_protocol_extras
 from koji_mcp.resources import register_resources
 from koji_mcp.services import Services, open_services
 from koji_mcp.tools import select_tools
@@ -62,6 +63,7 @@ def build_server(settings: Settings, services: Services | None = None) -> MCPSer
 
     register_resources(server)
     register_prompts(server)
+    register_protocol_extras(server)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:
