@@ -9,6 +9,7 @@ import sys
 
 import anyio
 
+from koji_mcp.auth import AuthConfigError, is_loopback, parse_tokens
 from koji_mcp.config import ConfigError, Settings
 from koji_mcp.logs import setup_logging
 from koji_mcp.tools import UnknownToolName, select_tools
@@ -34,9 +35,12 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         settings.require_api_key()
         select_tools(read_only=settings.read_only, names=settings.tools)
-    except (ConfigError, UnknownToolName) as exc:
+        tokens = parse_tokens(args.auth_token)
+        check_exposure(args, tokens)
+    except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    args.tokens = tokens
     if settings.key_warning and not settings.sandbox:
         logger.warning(settings.key_warning)
     try:
@@ -47,12 +51,28 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_exposure(args: argparse.Namespace, tokens: list) -> None:
+    """Refuse to expose the Koji key's spending power to the network without auth."""
+    if args.transport == "stdio":
+        if tokens:
+            raise ConfigError("--auth-token applies to the HTTP transports (stdio is already private to its host)")
+        return
+    if not is_loopback(args.host) and not tokens and not args.insecure_no_auth:
+        raise ConfigError(
+            f"refusing to serve on {args.host} without auth: anyone who can reach it could spend your Koji "
+            "credits. Add --auth-token (or KOJI_MCP_AUTH_TOKEN), or --insecure-no-auth if you really mean it"
+        )
+
+
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from koji_mcp.server import build_server, run_transport
     from koji_mcp.services import open_services
 
     async with open_services(settings) as services:
-        server = build_server(settings, services)
+        path = "/sse" if args.transport == "sse" else "/mcp"
+        shown = f"[{args.host}]" if ":" in args.host else args.host
+        public = args.public_url or f"http://{shown}:{args.port}"
+        server = build_server(settings, services, tokens=args.tokens, public_url=public, mcp_path=path)
         await run_transport(
             server,
             args.transport,
