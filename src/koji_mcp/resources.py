@@ -35,7 +35,8 @@ def register_resources(server: MCPServer[Services]) -> None:
         document: dict[str, Any] = {"interview_id": interview_id, "ledger": entry.public() if entry else None}
         try:
             raw = await services.koji.get_interview(interview_id)
-            document["koji"] = interview_view(raw, include_transcript=False, offset=0, page=0)
+            document["koji"] = interview_view(raw, include_transcript=False, offset=0, page=0,
+                                            interview_id=interview_id)
         except KojiAPIError as exc:
             if exc.status == 404 and entry is None:
                 raise ResourceError(f"unknown interview {interview_id}") from None

@@ -43,7 +43,9 @@ def typed_value(question_type: str | None, value: Any) -> Any:
     return value
 
 
-def interview_view(raw: dict[str, Any], *, include_transcript: bool, offset: int, page: int) -> dict[str, Any]:
+def interview_view(
+    raw: dict[str, Any], *, include_transcript: bool, offset: int, page: int, interview_id: str = ""
+) -> dict[str, Any]:
     analysis_raw = raw.get("analysis")
     analysis = dict(analysis_raw) if isinstance(analysis_raw, dict) else None
     answers_raw = (analysis or {}).pop("structured_answers", None) or raw.get("structured_answers") or []
@@ -56,7 +58,7 @@ def interview_view(raw: dict[str, Any], *, include_transcript: bool, offset: int
         if isinstance(answer, dict):
             answers.append({**answer, "structuredValue": typed_value(answer.get("questionType"), answer.get("structuredValue"))})
     view: dict[str, Any] = {
-        "interview_id": raw.get("interview_id") or raw.get("id"),
+        "interview_id": str(raw.get("interview_id") or raw.get("id") or interview_id),
         **{k: raw.get(k) for k in ("status", "mode", "locale", "respondent", "created_at", "updated_at",
                                     "completed_at", "completion_reason", "messages_count")},
         "analysis_status": analysis_status,

@@ -76,7 +76,8 @@ async def get_interview(
         except KojiError as exc:
             return error_result(exc, "get_interview")
         view = interview_view(raw, include_transcript=include_transcript, offset=transcript_offset,
-                              page=TRANSCRIPT_PAGE)
+                              page=TRANSCRIPT_PAGE,
+                              interview_id=interview_id)
         if view["analysis_status"] != "pending" or anyio.current_time() + POLL_INTERVAL > deadline:
             break
         await anyio.sleep(POLL_INTERVAL)
