@@ -103,7 +103,7 @@ async def test_batch_stops_on_errors_that_would_fail_every_row(sandbox) -> None:
 async def test_batch_validates_every_respondent_first(legacy_client: Client, sandbox) -> None:
     bad = people(2) + [{"external_id": "x", "metadata": {"nested": {"a": 1}}}]
     r = await legacy_client.call_tool("start_interviews", {"respondents": bad})
-    assert r.is_error and "- respondents.2.metadata: metadata must be flat" in r.content[0].text
+    assert r.is_error and "- respondents.2.metadata: must be flat" in r.content[0].text
     too_many = await legacy_client.call_tool("start_interviews", {"respondents": [{}] * 501})
     assert too_many.is_error and "- respondents: List should have at most 500 items" in too_many.content[0].text
     assert sandbox.requests() == []

@@ -78,9 +78,9 @@ async def test_progress_is_reported(legacy_client: Client) -> None:
     ("arguments", "expected_line"),
     [
         ({"respondent": {"metadata": {"team": {"name": "x"}}}},
-         "- respondent.metadata: metadata must be flat: value of 'team' is an object;"),
+         "- respondent.metadata: must be flat: value of 'team' is an object;"),
         ({"respondent": {"metadata": {"tags": ["a", "b"]}}},
-         "- respondent.metadata: metadata must be flat: value of 'tags' is an array;"),
+         "- respondent.metadata: must be flat: value of 'tags' is an array;"),
         ({"locale": "english"}, "- locale: must be a locale code such as 'en', 'es' or 'pt-BR'"),
         ({"locale": "en_US"}, "- locale: must be a locale code such as 'en', 'es' or 'pt-BR'"),
         ({"mode": "video"}, "- mode: Input should be 'text' or 'voice'"),

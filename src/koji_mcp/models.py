@@ -6,6 +6,7 @@ Koji accepts are defined in one place.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -24,22 +25,24 @@ _SCALAR_NAMES = "a string, number, boolean or null"
 
 
 def _check_flat(value: dict[str, Any]) -> dict[str, Any]:
-    """Koji's metadata is flat: reject nested objects and arrays with a message that says so."""
+    """Koji's metadata (and complete's feedback) is flat: reject nesting with a message that says so."""
     if len(value) > MAX_METADATA_KEYS:
-        raise ValueError(f"metadata has {len(value)} keys; at most {MAX_METADATA_KEYS} are allowed")
+        raise ValueError(f"has {len(value)} keys; at most {MAX_METADATA_KEYS} are allowed")
     for key, item in value.items():
         if not key or len(key) > MAX_METADATA_KEY_LENGTH:
-            raise ValueError(f"metadata keys must be 1-{MAX_METADATA_KEY_LENGTH} characters (got {key!r:.40})")
+            raise ValueError(f"keys must be 1-{MAX_METADATA_KEY_LENGTH} characters (got {key!r:.40})")
         if isinstance(item, dict | list | tuple):
             kind = "an object" if isinstance(item, dict) else "an array"
             raise ValueError(
-                f"metadata must be flat: value of {key!r} is {kind}; use {_SCALAR_NAMES} "
+                f"must be flat: value of {key!r} is {kind}; use {_SCALAR_NAMES} "
                 f"(e.g. join a list into a comma-separated string)"
             )
         if item is not None and not isinstance(item, str | int | float | bool):
-            raise ValueError(f"metadata value of {key!r} must be {_SCALAR_NAMES}")
+            raise ValueError(f"value of {key!r} must be {_SCALAR_NAMES}")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"value of {key!r} must be a finite number (JSON has no NaN or Infinity)")
         if isinstance(item, str) and len(item) > MAX_METADATA_STRING:
-            raise ValueError(f"metadata value of {key!r} is longer than {MAX_METADATA_STRING} characters")
+            raise ValueError(f"value of {key!r} is longer than {MAX_METADATA_STRING} characters")
     return value
 
 
