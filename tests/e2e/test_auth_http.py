@@ -123,6 +123,8 @@ async def test_sse_requires_the_token_too(authed) -> None:
         (["--transport", "streamable-http", "--auth-token", "short"], {},
          "koji-mcp: auth token for client 'client' is too short"),
         (["--auth-token", "a" * 20], {}, "koji-mcp: --auth-token applies to the HTTP transports"),
+        (["--transport", "streamable-http", "--allowed-host", "mcp.example.com"], {},
+         "koji-mcp: refusing --allowed-host without auth"),
         (["--transport", "streamable-http", "--auth-token", f"x={ALICE}", "--auth-token", f"x={BOB}"], {},
          "koji-mcp: auth tokens: each client name must be unique"),
     ],

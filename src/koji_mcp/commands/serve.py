@@ -62,6 +62,11 @@ def check_exposure(args: argparse.Namespace, tokens: list) -> None:
             f"refusing to serve on {args.host} without auth: anyone who can reach it could spend your Koji "
             "credits. Add --auth-token (or KOJI_MCP_AUTH_TOKEN), or --insecure-no-auth if you really mean it"
         )
+    if args.allowed_host and not tokens and not args.insecure_no_auth:
+        raise ConfigError(
+            "refusing --allowed-host without auth: a proxy or tunnel makes this loopback port public. "
+            "Add --auth-token (or KOJI_MCP_AUTH_TOKEN), or --insecure-no-auth if you really mean it"
+        )
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
