@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from koji_mcp.participants import ParticipantsError, parse_participants, read_participants
+from koji_mcp.participants import (
+    ParticipantsError,
+    parse_participants,
+    read_participants,
+)
 
 
 def test_columns_and_typing() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,9 +34,15 @@ from koji_mcp.errors import (
     KojiTimeout,
     KojiUnavailable,
 )
+from koji_mcp.logs import redact
 from koji_mcp.models import ErrorBody, StartRequest, StartResponse
 from koji_mcp.ratelimit import Pacer, RateLimitTracker, WaitTooLong
-from koji_mcp.replies import MessageReply, ReplyFormatError, parse_json_reply, parse_sse_reply
+from koji_mcp.replies import (
+    MessageReply,
+    ReplyFormatError,
+    parse_json_reply,
+    parse_sse_reply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,7 @@ class KojiClient:
         sleep: Sleep = anyio.sleep,
     ) -> None:
         key = api_key if api_key is not None else settings.api_key.get_secret_value() if settings.api_key else ""
+        self._key = key
         self.base_url = (base_url or settings.base_url).rstrip("/")
         self._settings = settings
         self._sleep = sleep
@@ -136,7 +143,7 @@ class KojiClient:
             )
 
         response = await self._with_fallback("message", MESSAGE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True)
+        self.raise_for_error(response, sent=True, secrets=(session_token,))
         try:
             if response.content_type == "text/event-stream":
                 return parse_sse_reply(response.content.decode("utf-8", "replace"))
@@ -163,13 +170,13 @@ class KojiClient:
             )
 
         response = await self._with_fallback("complete", COMPLETE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True)
+        self.raise_for_error(response, sent=True, secrets=(session_token,))
         return _json_object(response, "completion")
 
     async def get_interview(self, interview_id: str) -> dict[str, Any]:
         """GET the interview: status, transcript, analysis. Unknown fields are kept."""
         response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
-        self.raise_for_error(response, sent=True)
+        self.raise_for_error(response, sent=False)  # a read changes nothing at Koji
         return _json_object(response, "interview")
 
     async def _with_fallback(
@@ -290,15 +297,23 @@ class KojiClient:
                 chunks.append(chunk)
         return KojiResponse(response.status_code, response.headers, b"".join(chunks))
 
-    def raise_for_error(self, response: KojiResponse, *, sent: bool) -> None:
-        """Turn a non-2xx answer into the matching exception (429 is handled in `request`)."""
+    def raise_for_error(self, response: KojiResponse, *, sent: bool, secrets: tuple[str, ...] = ()) -> None:
+        """Turn a non-2xx answer into the matching exception (429 is handled in `request`).
+
+        `sent` says whether the request may have acted at Koji (so a 5xx leaves its outcome
+        unknown). Upstream text is scrubbed of our own credentials before it goes anywhere.
+        """
         if 200 <= response.status < 300:
             return
+
+        def scrub(text: str) -> str:
+            return mask_secrets(text, (self._key, *secrets))
+
         body = _error_body(response)
         if response.status >= 500:
             detail = f"{body.error}: {body.message}" if body else _snippet(response)
             raise KojiUnavailable(
-                f"Koji returned HTTP {response.status} ({detail})",
+                scrub(f"Koji returned HTTP {response.status} ({detail})"),
                 status=response.status,
                 outcome="unknown" if sent else "rejected",
             )
@@ -306,10 +321,18 @@ class KojiClient:
             raise KojiAPIError(
                 response.status,
                 None,
-                f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})",
+                scrub(f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})"),
                 has_koji_body=False,
             )
-        raise KojiAPIError(response.status, body.error, body.message)
+        raise KojiAPIError(response.status, scrub(body.error)[:100], scrub(body.message))
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace each known secret (and anything secret-shaped) with its masked prefix."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, f"{secret[:4]}…")
+    return redact(text)
 
 
 def route_missing(response: KojiResponse) -> bool:

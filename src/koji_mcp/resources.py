@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 
 from koji_mcp.errors import KojiAPIError, KojiError
 from koji_mcp.ledger import LOCAL_OWNER
+from koji_mcp.logs import redact
 from koji_mcp.models import is_valid_interview_id
 from koji_mcp.services import Services, current_owner
 from koji_mcp.views import interview_view
@@ -40,7 +41,7 @@ def register_resources(server: MCPServer[Services]) -> None:
         except KojiAPIError as exc:
             if exc.status == 404 and entry is None:
                 raise ResourceError(f"unknown interview {interview_id}") from None
-            document["koji_error"] = f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip()
+            document["koji_error"] = redact(f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip())
         except KojiError as exc:
-            document["koji_error"] = exc.message
+            document["koji_error"] = redact(exc.message)
         return json.dumps(document, ensure_ascii=False, indent=2)

@@ -38,7 +38,10 @@ async def open_services(
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox = settings.base_url, None, None
         if settings.sandbox:
-            from koji_mcp.sandbox import DEMO_KEY, SandboxServer  # lazy: only `--sandbox` needs it
+            from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
+                DEMO_KEY,
+                SandboxServer,
+            )
 
             sandbox = stack.enter_context(SandboxServer())
             base_url, api_key = sandbox.base_url, DEMO_KEY

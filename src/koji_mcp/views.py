@@ -8,6 +8,7 @@ anything unrecognised is kept under `extra` rather than dropped.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from koji_mcp.text import clean_koji_text, fence
@@ -19,6 +20,18 @@ KNOWN = {
 MAX_TRANSCRIPT_CHARS = 20_000
 YES = {"yes", "y", "true", "yeah", "yep", "sure"}
 NO = {"no", "n", "false", "nope"}
+
+
+SECRET_KEY = re.compile(r"(?i)token|secret|api_?key|authorization|password|credential")
+
+
+def without_secrets(value: Any) -> Any:
+    """Koji's body is undocumented: never pass on anything that looks like a credential."""
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
 
 
 def typed_value(question_type: str | None, value: Any) -> Any:
@@ -47,7 +60,7 @@ def interview_view(
     raw: dict[str, Any], *, include_transcript: bool, offset: int, page: int, interview_id: str = ""
 ) -> dict[str, Any]:
     analysis_raw = raw.get("analysis")
-    analysis = dict(analysis_raw) if isinstance(analysis_raw, dict) else None
+    analysis = without_secrets(dict(analysis_raw)) if isinstance(analysis_raw, dict) else None
     answers_raw = (analysis or {}).pop("structured_answers", None) or raw.get("structured_answers") or []
     if analysis is None:
         analysis_status = "not_started" if raw.get("status") != "completed" else "pending"
@@ -59,15 +72,16 @@ def interview_view(
             answers.append({**answer, "structuredValue": typed_value(answer.get("questionType"), answer.get("structuredValue"))})
     view: dict[str, Any] = {
         "interview_id": str(raw.get("interview_id") or raw.get("id") or interview_id),
-        **{k: raw.get(k) for k in ("status", "mode", "locale", "respondent", "created_at", "updated_at",
-                                    "completed_at", "completion_reason", "messages_count")},
+        **{k: without_secrets(raw.get(k)) for k in ("status", "mode", "locale", "respondent", "created_at",
+                                                     "updated_at", "completed_at", "completion_reason",
+                                                     "messages_count")},
         "analysis_status": analysis_status,
         "analysis": analysis or None,
         "structured_answers": answers,
     }
     if analysis_status == "pending":
         view["check_again_in_seconds"] = 10
-    extra = {k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"}
+    extra = without_secrets({k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"})
     view["extra"] = extra or None
     transcript = raw.get("transcript") if isinstance(raw.get("transcript"), list) else []
     view["transcript_total"] = len(transcript)

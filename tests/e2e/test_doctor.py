@@ -18,7 +18,14 @@ import pytest
 from koji_mcp.cli import main
 from koji_mcp.commands.doctor import PROBE_PATH
 from koji_mcp.ledger import Ledger
-from koji_mcp.sandbox import DEMO_KEY, NO_PERMISSION_KEY, REVOKED_KEY, KeySpec, SandboxConfig, SandboxServer
+from koji_mcp.sandbox import (
+    DEMO_KEY,
+    NO_PERMISSION_KEY,
+    REVOKED_KEY,
+    KeySpec,
+    SandboxConfig,
+    SandboxServer,
+)
 from tests.conftest import koji_mcp_command, subprocess_env
 
 FIX_STATE = "set KOJI_MCP_STATE_DIR (or --state-dir) to a writable directory"

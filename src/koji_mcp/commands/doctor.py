@@ -180,7 +180,10 @@ def run_checks(args: argparse.Namespace) -> Iterator[Check]:
         return
     with ExitStack() as stack:
         if settings.sandbox:
-            from koji_mcp.sandbox import DEMO_KEY, SandboxServer  # lazy: only --sandbox needs uvicorn
+            from koji_mcp.sandbox import (  # lazy: only --sandbox needs uvicorn
+                DEMO_KEY,
+                SandboxServer,
+            )
 
             base_url, key = stack.enter_context(SandboxServer()).base_url, DEMO_KEY
             yield Check("ok", f"using an in-process sandbox at {base_url} with its demo key (--sandbox)")

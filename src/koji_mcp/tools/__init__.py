@@ -10,10 +10,10 @@ from collections.abc import Iterable
 
 from mcp.server.mcpserver.tools import Tool
 
-from koji_mcp.tools.schema import ToolSpec, build_tool
 from koji_mcp.tools.batch import start_interviews
 from koji_mcp.tools.lifecycle import complete_interview, send_interview_message
 from koji_mcp.tools.read import get_interview, list_interviews
+from koji_mcp.tools.schema import ToolSpec, build_tool
 from koji_mcp.tools.start import start_interview
 
 READ_TOOLS: list[ToolSpec] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import anyio
@@ -67,7 +68,7 @@ async def get_interview(
     services: Services = ctx.request_context.lifespan_context
     owner = current_owner()
     if owner != LOCAL_OWNER and services.ledger.get(interview_id, owner) is None:
-        return fail(f"Koji rejected get_interview (HTTP 404 not_found): The specified interview does not exist.\n"
+        return fail("Koji rejected get_interview (HTTP 404 not_found): The specified interview does not exist.\n"
                     "Koji does not know this interview; check the interview_id with list_interviews.")
     deadline = anyio.current_time() + services.settings.analysis_poll_seconds
     while True:
@@ -116,10 +117,10 @@ async def list_interviews(
     """
     services: Services = ctx.request_context.lifespan_context
     if status is not None and status not in STATUSES:
-        return fail(f"status must be one of {', '.join(STATUSES)} (got {status!r}).")
+        return fail(f"status must be one of {', '.join(STATUSES)} (got {clean_koji_text(status, 40)!r}).")
     before: int | None = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", cursor):
             return fail("cursor is not valid: pass next_cursor from a previous list_interviews result, or omit it.")
         before = int(cursor)
     entries, total = services.ledger.list(

@@ -22,6 +22,10 @@ from koji_mcp.errors import (
     KojiTimeout,
     KojiUnavailable,
 )
+from koji_mcp.logs import redact
+from koji_mcp.text import clean_koji_text
+
+MAX_ERROR_TEXT = 2_000
 
 
 def ok(text: str, structured: BaseModel | dict[str, Any]) -> CallToolResult:
@@ -128,4 +132,4 @@ def error_result(exc: KojiError, tool: str) -> CallToolResult:
         text = f"{label}: {exc.message}\n{outcome}"
     else:
         text = f"Koji call failed: {exc.message}\n{_unknown_outcome(tool)}"
-    return fail(text)
+    return fail(clean_koji_text(redact(text), MAX_ERROR_TEXT))

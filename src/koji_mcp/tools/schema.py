@@ -18,6 +18,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 from pydantic import ConfigDict, ValidationError
 
+from koji_mcp.text import clean_koji_text
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -126,7 +128,7 @@ FORMAT_HINTS = {
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(part) for part in err["loc"]) or "arguments"
+        where = clean_koji_text(".".join(str(part) for part in err["loc"]) or "arguments", 80)
         if err["type"] == "extra_forbidden":
             problem = "unknown field (not part of this tool's input schema)"
         elif err["type"] == "missing":
