@@ -17,11 +17,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
-import httpx
 from pydantic import ValidationError
 
 from koji_mcp import USER_AGENT
@@ -97,20 +96,31 @@ class KojiClient:
         self.rate = RateLimitTracker()
         self.pacer = Pacer(self.rate, window=settings.rate_limit_window)
         self.routes: dict[str, str] = {}  # which route variant worked, per kind ("message", "complete")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=transport,
-            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-            headers={
-                "Authorization": f"Bearer {key}",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-            follow_redirects=False,
-        )
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The one AsyncClient, created on first use (no network I/O or TLS setup at startup)."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(
+                base_url=self.base_url,
+                transport=self._transport,
+                timeout=httpx.Timeout(self._settings.timeout, connect=self._settings.connect_timeout),
+                headers={
+                    "Authorization": f"Bearer {self._key}",
+                    "Accept": "application/json",
+                    "User-Agent": USER_AGENT,
+                },
+                follow_redirects=False,
+            )
+        return self._client
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __aenter__(self) -> KojiClient:
         return self
@@ -215,6 +225,8 @@ class KojiClient:
         `max_wait` bounds how long pacing and 429 waits may sleep (default: the interactive
         limit, 10 s); past it the call fails at once with KojiRateLimited saying when to retry.
         """
+        import httpx
+
         wait_cap = self._settings.max_rate_limit_wait if max_wait is None else max_wait
         repeatable = idempotent or method in {"GET", "HEAD"}
         send_headers = dict(headers or {})

@@ -52,7 +52,9 @@ FlatMetadata = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+            "additionalProperties": {
+                "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+            },
             "maxProperties": MAX_METADATA_KEYS,
         }
     ),

@@ -10,13 +10,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from koji_mcp.config import Settings
 from koji_mcp.koji import KojiClient
 from koji_mcp.ledger import LOCAL_OWNER, Ledger
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 

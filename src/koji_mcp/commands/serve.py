@@ -12,7 +12,7 @@ import anyio
 from koji_mcp.auth import AuthConfigError, is_loopback, parse_tokens
 from koji_mcp.config import ConfigError, Settings
 from koji_mcp.logs import setup_logging
-from koji_mcp.tools import UnknownToolName, select_tools
+from koji_mcp.tools import UnknownToolName, check_tool_names
 
 logger = logging.getLogger("koji_mcp")
 EXIT_USAGE = 2
@@ -34,7 +34,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         settings.require_api_key()
-        select_tools(read_only=settings.read_only, names=settings.tools)
+        check_tool_names(settings.tools)
         tokens = parse_tokens(args.auth_token)
         check_exposure(args, tokens)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:

@@ -36,14 +36,17 @@ class UnknownToolName(ValueError):
     """`--tools` named a tool that does not exist."""
 
 
+def check_tool_names(names: Iterable[str] | None) -> None:
+    """Fail fast (before serving) on a name that is not a tool."""
+    unknown = [name for name in dict.fromkeys(names or ()) if name not in TOOL_NAMES]
+    if unknown:
+        raise UnknownToolName(f"unknown tool name(s): {', '.join(unknown)}; valid names: {', '.join(TOOL_NAMES)}")
+
+
 def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Tool]:
+    check_tool_names(names)
     specs = READ_TOOLS if read_only else ALL_TOOLS
     if names is not None:
-        wanted = list(dict.fromkeys(names))
-        unknown = [name for name in wanted if name not in TOOL_NAMES]
-        if unknown:
-            raise UnknownToolName(
-                f"unknown tool name(s): {', '.join(unknown)}; valid names: {', '.join(TOOL_NAMES)}"
-            )
+        wanted = set(names)
         specs = [spec for spec in specs if spec.name in wanted]
     return [build_tool(spec) for spec in specs]
