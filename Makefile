@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test sandbox serve bench bench-batch conformance load clean
+.PHONY: help venv demo test sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
@@ -36,7 +36,18 @@ sandbox: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/koji-mcp serve --sandbox --transport streamable-http
 
-bench: bench-batch
+# -k: every benchmark runs and reports even when an earlier one misses its goal (exit 1)
+bench:
+	$(MAKE) -k bench-startup bench-calls bench-memory bench-batch
+
+bench-startup: $(STAMP)
+	$(BIN)/python bench/startup.py --write
+
+bench-calls: $(STAMP)
+	$(BIN)/python bench/calls.py --write
+
+bench-memory: $(STAMP)
+	$(BIN)/python bench/memory.py --write
 
 bench-batch: $(STAMP)
 	$(BIN)/python bench/batch.py --write

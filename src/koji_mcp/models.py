@@ -103,7 +103,7 @@ class Respondent(BaseModel):
 class StartRequest(BaseModel):
     """Body of POST /api/v1/interviews/start. Only fields the caller gave are sent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at startup
 
     respondent: Respondent | None = None
     mode: Mode | None = None
@@ -119,6 +119,8 @@ class StartRequest(BaseModel):
 class StartResponse(BaseModel):
     """201 body of the start call. `session_token` never leaves the server."""
 
+    model_config = ConfigDict(defer_build=True)
+
     interview_id: Annotated[str, Field(min_length=1)]
     session_token: Annotated[str, Field(min_length=1)]
     initial_message: str = ""
@@ -126,6 +128,8 @@ class StartResponse(BaseModel):
 
 class ErrorBody(BaseModel):
     """Koji's error body: `{"error": "<code>", "message": "<text>"}`."""
+
+    model_config = ConfigDict(defer_build=True)
 
     error: str
     message: str = ""

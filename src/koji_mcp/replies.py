@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 TEXT_KEYS = ("content", "delta", "text", "message")
 
 
 class MessageReply(BaseModel):
     """One interviewer turn, normalised from either wire format."""
+
+    model_config = ConfigDict(defer_build=True)
 
     interviewer_message: str
     interview_status: str | None = None

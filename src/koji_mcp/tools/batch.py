@@ -8,7 +8,6 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from koji_mcp.batch import BatchOutcome, run_batch, summarize
 from koji_mcp.models import Locale, Mode, Respondent
 from koji_mcp.services import Services, current_owner
 from koji_mcp.tools.results import ok
@@ -45,6 +44,8 @@ async def start_interviews(
     started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
     Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
     """
+    from koji_mcp.batch import BatchOutcome, run_batch, summarize  # only when a batch runs
+
     services: Services = ctx.request_context.lifespan_context
     total = len(respondents)
     done = 0

@@ -16,7 +16,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
-from pydantic import ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from koji_mcp.text import clean_koji_text
 
@@ -48,9 +48,25 @@ class ToolSpec:
 
 
 class StrictTool(Tool):
-    """A Tool whose argument errors read as `field: problem` lines the model can act on."""
+    """A Tool that rejects unknown arguments and whose errors read as `field: problem` lines.
+
+    Unknown top-level arguments are checked here rather than by a stricter pydantic model: a
+    second model per tool would cost startup time for no other gain (nested models forbid extras
+    themselves).
+    """
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        fields = self.fn_metadata.arg_model.model_fields
+        known = {f.alias or name for name, f in fields.items()}
+        unknown = [key for key in arguments if key not in known]
+        if unknown:
+            try:
+                self.fn_metadata.validate_arguments(arguments)
+                errors: list[dict[str, Any]] = []
+            except ValidationError as exc:
+                errors = list(exc.errors(include_url=False))
+            errors += [{"loc": (key,), "type": "extra_forbidden", "msg": ""} for key in unknown]
+            raise ToolError(describe_errors(self.name, errors))
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
@@ -62,10 +78,7 @@ class StrictTool(Tool):
 def build_tool(spec: ToolSpec) -> Tool:
     description = inspect.cleandoc(spec.fn.__doc__ or "")
     tool = StrictTool.from_function(spec.fn, title=spec.title, description=description, annotations=spec.annotations)
-    base = tool.fn_metadata.arg_model
-    strict = type(base.__name__, (base,), {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)})
-    tool.fn_metadata.arg_model = strict
-    tool.parameters = tidy_schema(inline_refs(strict.model_json_schema(by_alias=True)))
+    tool.parameters = tidy_schema(inline_refs({**tool.parameters, "additionalProperties": False}))
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = tidy_schema(inline_refs(tool.fn_metadata.output_schema))
     return tool
@@ -126,8 +139,12 @@ FORMAT_HINTS = {
 
 
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    return describe_errors(tool, list(exc.errors(include_url=False)))
+
+
+def describe_errors(tool: str, errors: list[Any]) -> str:
     lines = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         where = clean_koji_text(".".join(str(part) for part in err["loc"]) or "arguments", 80)
         if err["type"] == "extra_forbidden":
             problem = "unknown field (not part of this tool's input schema)"
