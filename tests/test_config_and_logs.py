@@ -124,3 +124,14 @@ def test_pacer_obeys_remaining_zero_and_429() -> None:
     tracker.observe({"x-ratelimit-limit": "60", "x-ratelimit-remaining": "5", "x-ratelimit-reset": "2010"})
     pacer.observe(429, {}, 7.0)
     assert pacer.reserve(max_wait=100) == pytest.approx(7)
+
+
+def test_pacer_does_not_throttle_a_first_burst_before_the_limit_is_known() -> None:
+    from koji_mcp.ratelimit import Pacer
+
+    now = [1000.0]
+    tracker = RateLimitTracker(clock=lambda: now[0])
+    pacer = Pacer(tracker, clock=lambda: now[0])
+    assert [pacer.reserve(max_wait=0) for _ in range(60)] == [0.0] * 60  # the documented 60/min, at once
+    tracker.observe({"x-ratelimit-limit": "100000", "x-ratelimit-remaining": "99940", "x-ratelimit-reset": "1060"})
+    assert pacer.reserve(max_wait=0.01) < 0.01  # the real (higher) limit takes over at once

@@ -115,7 +115,9 @@ class Pacer:
         now = self._clock()
         limit = max(self.limit, 1)
         interval = self.window / limit
-        burst = max(1, limit // 10)
+        # Until Koji's headers tell the real limit, allow the documented limit as one burst (the
+        # window log still caps it); once known, spread requests and keep a tenth as burst.
+        burst = max(1, limit // 10) if self._tracker.snapshot.limit else DEFAULT_LIMIT
         if self._bucket_at is not None and interval != self._interval:
             # The real limit became known (or changed): rescale the debt built up at the old pace.
             self._bucket_at = now + max(0.0, self._bucket_at - now) * interval / self._interval
