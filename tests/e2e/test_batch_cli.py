@@ -114,3 +114,30 @@ def test_kill_9_halfway_then_resume_starts_nobody_twice(sandbox, tmp_path) -> No
     assert len(unknown) <= 3  # those in flight at the kill: reported, never re-sent
     assert set(final) | unknown == {f"u{i}" for i in range(30)}
     assert resumed.returncode == 0
+
+
+def test_a_terminal_gets_a_progress_bar(sandbox, tmp_path) -> None:
+    import pty
+
+    src = write_csv(tmp_path / "people.csv", 3)
+    master, slave = pty.openpty()
+    env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox.base_url, KOJI_MCP_STATE_DIR=str(tmp_path / "s"))
+    proc = subprocess.Popen([*koji_mcp_command(), "batch", str(src)], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    screen = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "\r[" + "#" * 30 + "] 3/3  started 3  skipped 0  failed 0  unknown 0" in screen
+    assert "row 1" not in out  # the per-row lines are for pipes, the bar for terminals
+    assert out.strip().startswith("3 participant(s): 3 started.")
