@@ -71,3 +71,22 @@ def test_module_entry_point_matches_console_script() -> None:
     proc = subprocess.run([sys.executable, "-m", "koji_mcp", "--version"], capture_output=True, text=True,
                           timeout=30, env=subprocess_env())
     assert proc.returncode == 0 and proc.stdout.startswith("koji-mcp ")
+
+
+async def test_serve_sandbox_runs_an_in_process_sandbox_without_touching_stdout(tmp_path) -> None:
+    """`koji-mcp serve --sandbox`: no key, no account; uvicorn must not write a byte to stdout."""
+    command, *args = koji_mcp_command()
+    params = StdioServerParameters(command=command, args=[*args, "serve", "--sandbox", "--state-dir", ":memory:"],
+                                   env=subprocess_env(), cwd=str(ROOT))
+    errlog = (tmp_path / "stderr.log").open("w+")
+    async with stdio_client(params, errlog=errlog) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            started = await session.call_tool("start_interview", {"respondent": {"display_name": "Sam"}})
+            reply = await session.call_tool(
+                "send_interview_message",
+                {"interview_id": started.structured_content["interview_id"], "content": "It went well."})
+    assert not started.is_error and started.structured_content["initial_message"].startswith("Hi Sam")
+    assert not reply.is_error and reply.structured_content["interview_status"] == "active"
+    errlog.seek(0)
+    assert "in-process Koji sandbox at http://127.0.0.1:" in errlog.read()
