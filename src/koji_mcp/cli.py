@@ -142,7 +142,8 @@ def _config_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="koji", help="server name in the host's config (default koji)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only` one subcommand's (startup builds just what it parses)."""
     parser = argparse.ArgumentParser(
         prog="koji-mcp",
         description="MCP server for Koji (koji.so) AI-led user-research interviews. With no subcommand, "
@@ -151,12 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"koji-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    _serve_parser(sub)
-    _sandbox_parser(sub)
-    _demo_parser(sub)
-    _batch_parser(sub)
-    _doctor_parser(sub)
-    _config_parser(sub)
+    builders = {"serve": _serve_parser, "sandbox": _sandbox_parser, "demo": _demo_parser,
+                "batch": _batch_parser, "doctor": _doctor_parser, "config": _config_parser}
+    for name, add in builders.items():
+        if only is None or name == only:
+            add(sub)
     return parser
 
 
@@ -171,12 +171,12 @@ def _full_help(parser: argparse.ArgumentParser) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
     if args_list in (["-h"], ["--help"]):
-        print(_full_help(parser))
+        print(_full_help(build_parser()))
         return 0
     if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("--version",)):
         args_list.insert(0, "serve")
+    parser = build_parser(only=args_list[0] if args_list[0] in SUBCOMMANDS else None)
     args = parser.parse_args(args_list)
     try:
         if args.command == "serve":

@@ -143,6 +143,9 @@ class Ledger:
             self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
+        with self._lock:
+            if self._db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS):
+                return  # current: no write lock needed (the common case at every start)
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(_MIGRATIONS):

@@ -1,6 +1,5 @@
 """start_interviews: batch invitations from an assistant, with progress notifications."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 

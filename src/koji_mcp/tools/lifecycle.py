@@ -4,7 +4,6 @@ Both need the interview's session token, which only the ledger holds; the model 
 interview_id and never sees the token.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, Literal
 

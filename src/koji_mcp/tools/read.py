@@ -1,6 +1,5 @@
 """get_interview and list_interviews: reading results from Koji and the local ledger."""
 
-from __future__ import annotations
 
 import re
 from typing import Annotated, Any

@@ -1,6 +1,5 @@
 """start_interview: the core tool. Forwards one start call to Koji and keeps the session token."""
 
-from __future__ import annotations
 
 import logging
 from typing import Annotated
