@@ -123,12 +123,11 @@ async def list_interviews(
             return fail("cursor is not valid: pass next_cursor from a previous list_interviews result, or omit it.")
         before = int(cursor)
     entries, total = services.ledger.list(
-        current_owner(), status=status, external_id=external_id, limit=limit, before_seq=before
+        current_owner(), status=status, external_id=external_id, limit=limit + 1, before_seq=before
     )
+    has_more = len(entries) > limit  # one extra row tells whether another page exists
+    entries = entries[:limit]
     items = [{k: v for k, v in e.public().items() if v is not None} for e in entries]
-    has_more = bool(entries) and services.ledger.list(
-        current_owner(), status=status, external_id=external_id, limit=1, before_seq=entries[-1].seq
-    )[0] != []
     next_cursor = str(entries[-1].seq) if has_more else None
     if not items:
         text = "No interviews match." if total == 0 else "No more interviews on this page."
