@@ -69,15 +69,17 @@ def plan(services: Services, owner: str, respondents: Sequence[Respondent], *, f
         seen[key] = row
         earlier = [] if force else services.ledger.find_by_external_id(key, owner)
         if earlier:
-            last = earlier[0]
-            why = {
-                "unknown": "an earlier start's outcome is unknown; check Koji before forcing a new one",
-                "starting": "an earlier start was in flight when koji-mcp stopped; its outcome is unknown",
-            }.get(last.status, f"already invited (status {last.status})")
-            decisions.append(_skip(row, person, last.interview_id, why))
+            decisions.append(_skip(row, person, earlier[0].interview_id, skip_reason(earlier[0].status)))
         else:
             decisions.append(None)
     return decisions
+
+
+def skip_reason(status: str) -> str:
+    return {
+        "unknown": "an earlier start's outcome is unknown; check Koji before forcing a new one",
+        "starting": "an earlier start is in flight, or was when koji-mcp stopped; its outcome is unknown",
+    }.get(status, f"already invited (status {status})")
 
 
 def _skip(row: int, person: Respondent, interview_id: str | None, why: str) -> BatchOutcome:
@@ -131,7 +133,10 @@ async def run_batch(
             if (stop is not None and stop.is_set()) or failed_hard:
                 return
             request = StartRequest(respondent=person, mode=mode, locale=locale)
-            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT)
+            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force)
+            if result.existing is not None:  # invited meanwhile (another batch on this ledger)
+                await report(_skip(row, person, result.existing.interview_id, skip_reason(result.existing.status)))
+                continue
             error = result.error
             if error is not None and _stops_batch(error):
                 failed_hard.append(error)

@@ -74,3 +74,9 @@ class KojiProtocolError(KojiError):
         super().__init__(message)
         self.status = status
         self.outcome = outcome
+
+
+class LedgerUnavailable(KojiError):
+    """The local ledger could not be written before sending, so nothing was sent."""
+
+    outcome: Outcome = "not_sent"

@@ -43,6 +43,9 @@ from koji_mcp.replies import (
     parse_sse_reply,
 )
 
+if TYPE_CHECKING:  # httpx is imported on the first request: startup only needs to answer initialize
+    import httpx
+
 logger = logging.getLogger(__name__)
 
 START_PATH = "/api/v1/interviews/start"
@@ -248,7 +251,10 @@ class KojiClient:
                 await self._sleep(pause)
             started = time.perf_counter()
             try:
-                response = await self._send(method, path, json, send_headers)
+                # Once a POST is on the wire, see it through: a cancelled caller must still learn
+                # (and record) what Koji did. Waiting before sending stays cancellable.
+                with anyio.CancelScope(shield=not repeatable):
+                    response = await self._send(method, path, json, send_headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if connect_tries < CONNECT_RETRIES:
                     await self._sleep(BACKOFF[min(connect_tries, len(BACKOFF) - 1)])
@@ -261,6 +267,11 @@ class KojiClient:
             except httpx.TimeoutException:
                 raise KojiTimeout(
                     f"Koji did not answer within {self._settings.timeout:g} s after the request was sent"
+                ) from None
+            except httpx.DecodingError:
+                raise KojiProtocolError(
+                    "Koji's answer could not be decoded (bad content encoding)",
+                    outcome="rejected" if repeatable else "unknown",
                 ) from None
             except httpx.TransportError as exc:
                 if repeatable and server_tries < SERVER_ERROR_RETRIES:

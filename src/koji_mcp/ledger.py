@@ -203,10 +203,23 @@ class Ledger:
         metadata: dict[str, Any] | None = None,
         mode: str | None = None,
         locale: str | None = None,
-    ) -> int:
-        """Write a 'starting' row before a start is sent; returns its seq for confirm/release/mark_unknown."""
+        unless_known: bool = False,
+    ) -> int | LedgerEntry:
+        """Write a 'starting' row before a start is sent; returns its seq for confirm/release/mark_unknown.
+
+        With `unless_known`, an existing row for the same external_id is returned instead, checked
+        and written in one transaction: two batches racing on one ledger cannot both invite someone.
+        """
         stamp = now_iso()
         with self._tx() as db:
+            if unless_known and external_id is not None:
+                row = db.execute(
+                    """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
+                       ORDER BY seq DESC LIMIT 1""",
+                    (self.base_url, owner, external_id),
+                ).fetchone()
+                if row is not None:
+                    return _entry(row)
             cursor = db.execute(
                 """INSERT INTO interviews (interview_id, base_url, owner, external_id, display_name, metadata,
                        mode, locale, status, created_at, updated_at)

@@ -40,8 +40,7 @@ def typed(value: str) -> Any:
     if lowered in ("true", "false"):
         return lowered == "true"
     if _NUMBER.fullmatch(value.strip()):
-        number = float(value)
-        return int(number) if "." not in value else number
+        return float(value) if "." in value else int(value)  # int() keeps big ids exact
     return value
 
 

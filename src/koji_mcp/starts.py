@@ -4,24 +4,28 @@ Single `start_interview` calls and batches share this path, so both get the same
 - the ledger row exists *before* the request is sent, so even a kill -9 mid-request leaves a
   trace ('starting', read as outcome unknown) and a rerun does not invite the person twice;
 - a request that may have reached Koji is never retried; its row becomes 'unknown';
-- once sent, a start is shielded from cancellation, so its result is always recorded.
+- once sent, a start is shielded from cancellation, so its result is always recorded; cancelled
+  before sending (while pacing), it is released and nothing is sent.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 
-from koji_mcp.errors import KojiError
+from koji_mcp.errors import KojiError, KojiProtocolError, LedgerUnavailable
+from koji_mcp.ledger import LedgerEntry
 from koji_mcp.models import Respondent, StartRequest
 from koji_mcp.services import Services
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["started", "failed", "unknown"]
+Outcome = Literal["started", "skipped", "failed", "unknown"]
 
 
 @dataclass
@@ -31,30 +35,62 @@ class StartOutcome:
     initial_message: str | None = None
     error: KojiError | None = None
     saved: bool = True
+    existing: LedgerEntry | None = None  # for "skipped": the earlier entry for this external_id
 
 
 async def start_one(
-    services: Services, owner: str, request: StartRequest, *, max_wait: float | None = None
+    services: Services,
+    owner: str,
+    request: StartRequest,
+    *,
+    max_wait: float | None = None,
+    skip_known: bool = False,
 ) -> StartOutcome:
+    """Start one interview; with `skip_known`, skip an external_id the ledger already has."""
     person = request.respondent or Respondent()
-    seq = services.ledger.reserve(
-        owner=owner, external_id=person.external_id, display_name=person.display_name,
-        metadata=person.metadata, mode=request.mode, locale=request.locale,
-    )
-    with anyio.CancelScope(shield=True):
-        try:
-            started = await services.koji.start_interview(request, max_wait=max_wait)
-        except KojiError as exc:
-            if exc.outcome == "unknown":
-                placeholder = services.ledger.mark_unknown(seq, exc.message)
-                return StartOutcome("unknown", interview_id=placeholder, error=exc)
-            services.ledger.release(seq)
-            return StartOutcome("failed", error=exc)
-        try:
-            services.ledger.confirm(seq, interview_id=started.interview_id, session_token=started.session_token,
-                                    initial_message=started.initial_message)
-            saved = True
-        except Exception:  # the interview exists at Koji: report it even if the ledger is broken
-            logger.exception("could not save interview %s to the ledger", started.interview_id)
-            saved = False
+    try:
+        reserved = services.ledger.reserve(
+            owner=owner, external_id=person.external_id, display_name=person.display_name,
+            metadata=person.metadata, mode=request.mode, locale=request.locale, unless_known=skip_known,
+        )
+    except sqlite3.Error as exc:
+        return StartOutcome("failed", error=LedgerUnavailable(f"the local ledger could not be written ({exc})"))
+    if isinstance(reserved, LedgerEntry):
+        return StartOutcome("skipped", interview_id=reserved.interview_id, existing=reserved)
+    seq = reserved
+    try:
+        started = await services.koji.start_interview(request, max_wait=max_wait)
+    except KojiError as exc:
+        if exc.outcome == "unknown":
+            return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, exc.message), error=exc)
+        _bookkeep(services.ledger.release, seq)
+        return StartOutcome("failed", error=exc)
+    except anyio.get_cancelled_exc_class():
+        # Cancelled while pacing or waiting out a 429: nothing was sent (a send itself is shielded).
+        _bookkeep(services.ledger.release, seq)
+        raise
+    except Exception as exc:  # anything unforeseen after sending: the outcome is unknown, say so
+        logger.exception("unexpected error while starting an interview")
+        error = KojiProtocolError(f"unexpected {type(exc).__name__} while talking to Koji")
+        return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, error.message), error=error)
+    saved = _bookkeep(services.ledger.confirm, seq, interview_id=started.interview_id,
+                      session_token=started.session_token, initial_message=started.initial_message)
     return StartOutcome("started", started.interview_id, started.initial_message, saved=saved)
+
+
+def _bookkeep(action: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    """Ledger bookkeeping after a send must never hide what happened at Koji."""
+    try:
+        action(*args, **kwargs)
+        return True
+    except Exception:
+        logger.exception("could not update the ledger")
+        return False
+
+
+def _mark_unknown(services: Services, seq: int, note: str) -> str:
+    try:
+        return services.ledger.mark_unknown(seq, note)
+    except Exception:
+        logger.exception("could not record an unknown start in the ledger")
+        return f"pending row {seq} (status 'starting')"

@@ -70,6 +70,9 @@ def interview_view(
     for answer in answers_raw if isinstance(answers_raw, list) else []:
         if isinstance(answer, dict):
             answers.append({**answer, "structuredValue": typed_value(answer.get("questionType"), answer.get("structuredValue"))})
+    respondent = raw.get("respondent")
+    if respondent is not None and not isinstance(respondent, dict):
+        raw = {**raw, "respondent": {"value": respondent}}  # keep it, in a shape the text can show
     view: dict[str, Any] = {
         "interview_id": str(raw.get("interview_id") or raw.get("id") or interview_id),
         **{k: without_secrets(raw.get(k)) for k in ("status", "mode", "locale", "respondent", "created_at",
@@ -84,6 +87,7 @@ def interview_view(
     extra = without_secrets({k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"})
     view["extra"] = extra or None
     transcript = raw.get("transcript") if isinstance(raw.get("transcript"), list) else []
+    transcript = [m if isinstance(m, dict) else {"role": "?", "content": str(m)} for m in transcript]
     view["transcript_total"] = len(transcript)
     if include_transcript:
         chunk, used = [], 0

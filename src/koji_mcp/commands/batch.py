@@ -95,11 +95,22 @@ def run_batch_command(args: argparse.Namespace) -> int:
         print(f"warning: {participants.missing_external_ids} row(s) have no external_id; they cannot be "
               "deduplicated, so a rerun would invite them again", file=sys.stderr)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
+    try:  # find out now, not after spending credits, that the results cannot be written
+        probe = out.with_name(out.name + ".tmp")
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        print(f"koji-mcp batch: cannot write results to {out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
     outcomes = anyio.run(_run, settings, args, respondents, progress)
     progress.finish()
-    write_results(out, outcomes, len(respondents), respondents)
+    try:
+        write_results(out, outcomes, len(respondents), respondents)
+    except OSError as exc:
+        print(f"koji-mcp batch: could not write {out} ({exc.strerror}); the ledger has every outcome "
+              "(koji-mcp list via the list_interviews tool)", file=sys.stderr)
     counts = summarize(outcomes, len(respondents))
     shown = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
     print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {shown}. Results: {out}")

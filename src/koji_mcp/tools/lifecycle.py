@@ -159,13 +159,21 @@ async def complete_interview(
         )
     except KojiError as exc:
         return error_result(exc, "complete_interview")
-    completion = {
-        "completion_reason": str(body.get("completion_reason") or reason),
-        "completed_at": body.get("completed_at"),
-        "analysis_status": body.get("analysis_status"),
-    }
+    completion = completion_fields(body, reason)
     services.ledger.update_status(interview_id, entry.owner, "completed", completion=completion)
     return _completed_result(interview_id, completion)
+
+
+def completion_fields(body: dict, default_reason: str) -> dict[str, str | None]:
+    """What we keep of Koji's (undocumented) completion body, as strings whatever Koji sent."""
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "completion_reason": text(body.get("completion_reason")) or default_reason,
+        "completed_at": text(body.get("completed_at")),
+        "analysis_status": text(body.get("analysis_status")),
+    }
 
 
 def _completed_result(interview_id: str, completion: dict) -> CallToolResult:

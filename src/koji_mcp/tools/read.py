@@ -14,6 +14,7 @@ from koji_mcp.ledger import LOCAL_OWNER, STATUSES
 from koji_mcp.models import InterviewId
 from koji_mcp.services import Services, current_owner
 from koji_mcp.text import clean_koji_text
+from koji_mcp.tools.lifecycle import completion_fields
 from koji_mcp.tools.results import error_result, fail, ok
 from koji_mcp.views import interview_view, render_interview
 
@@ -35,7 +36,7 @@ class InterviewResult(BaseModel):
         description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
         "string; multiple_choice, ranking: list; yes_no: boolean), qualitativeAnswer, confidence, followUpInsights",
     )
-    transcript: list[dict[str, Any]] | None = None
+    transcript: list[Any] | None = None
     next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
     extra: dict[str, Any] | None = Field(None, description="Fields from Koji that koji-mcp does not know")
@@ -91,10 +92,8 @@ def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[s
     if entry is None or entry.status == view.get("status"):
         return
     if view.get("status") == "completed":
-        services.ledger.update_status(interview_id, owner, "completed", completion={
-            "completion_reason": view.get("completion_reason") or "manual",
-            "completed_at": view.get("completed_at"), "analysis_status": view.get("analysis_status"),
-        })
+        services.ledger.update_status(interview_id, owner, "completed",
+                                      completion=completion_fields(view, "manual"))
     elif view.get("status") == "ended":
         services.ledger.update_status(interview_id, owner, "ended")
 

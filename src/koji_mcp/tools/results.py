@@ -77,6 +77,9 @@ def when(seconds: float | None) -> str:
 
 def next_step(exc: KojiAPIError, tool: str) -> str:
     code, status = exc.code, exc.status
+    if status == 401 and code == "invalid_session_token" and tool == "complete_interview":
+        return ("Koji ends the session when an interview is completed, so it may already be completed: "
+                "check with get_interview before doing anything else.")
     if status == 401 and code == "invalid_session_token":
         return "This interview's session has expired (it was completed or timed out); start a new interview."
     if status == 401:
@@ -93,6 +96,8 @@ def next_step(exc: KojiAPIError, tool: str) -> str:
         return "Koji does not know this interview; check the interview_id with list_interviews."
     if status == 402:
         return "The Koji account is out of credits; top up in Koji, then try again."
+    if status == 409 and tool == "send_interview_message":
+        return "The interview has ended: call complete_interview to run Koji's analysis."
     if status == 409:
         return "Koji reports a conflict with the interview's current state; check it with get_interview before retrying."
     if status == 422:

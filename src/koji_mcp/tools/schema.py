@@ -70,7 +70,9 @@ class StrictTool(Tool):
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:
-            if isinstance(exc.__cause__, ValidationError):
+            # Only the SDK's argument-validation ToolError; UnexpectedToolError (a subclass) wraps
+            # failures inside the tool body, which must not read as "invalid arguments".
+            if type(exc) is ToolError and isinstance(exc.__cause__, ValidationError):
                 raise ToolError(describe_validation_error(self.name, exc.__cause__)) from exc.__cause__
             raise
 
