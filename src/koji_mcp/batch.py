@@ -157,9 +157,17 @@ def _stops_batch(error: KojiError) -> bool:
     return isinstance(error, KojiAPIError) and error.status in (401, 402, 403, 404, 422)
 
 
+OUTCOME_KINDS: tuple[BatchOutcomeKind, ...] = ("started", "skipped", "failed", "unknown", "would_start")
+
+
 def summarize(outcomes: Sequence[BatchOutcome], total: int) -> dict[str, int]:
-    counts = {kind: 0 for kind in ("started", "skipped", "failed", "unknown", "would_start")}
+    counts = dict.fromkeys(OUTCOME_KINDS, 0)
     for outcome in outcomes:
         counts[outcome.outcome] += 1
     counts["not_reached"] = total - len(outcomes)
     return counts
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    """'3 started, 1 skipped' — the summary shared by the tool and the CLI."""
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)

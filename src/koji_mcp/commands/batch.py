@@ -18,7 +18,7 @@ from typing import TextIO
 
 import anyio
 
-from koji_mcp.batch import BatchOutcome, run_batch, summarize
+from koji_mcp.batch import OUTCOME_KINDS, BatchOutcome, describe_counts, run_batch, summarize
 from koji_mcp.config import ConfigError, Settings
 from koji_mcp.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
@@ -34,7 +34,7 @@ class Progress:
 
     def __init__(self, total: int, stream: TextIO, tty: bool) -> None:
         self.total, self.stream, self.tty = total, stream, tty
-        self.counts = {"started": 0, "skipped": 0, "failed": 0, "unknown": 0, "would_start": 0}
+        self.counts = dict.fromkeys(OUTCOME_KINDS, 0)
         self.done = 0
 
     def __call__(self, outcome: BatchOutcome) -> None:
@@ -112,8 +112,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         print(f"koji-mcp batch: could not write {out} ({exc.strerror}); the ledger has every outcome "
               "(koji-mcp list via the list_interviews tool)", file=sys.stderr)
     counts = summarize(outcomes, len(respondents))
-    shown = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
-    print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {shown}. Results: {out}")
+    print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {describe_counts(counts)}. "
+          f"Results: {out}")
     if counts["unknown"]:
         print("Unknown outcomes may have started (and spent credits): check Koji before rerunning with --force.")
     if counts["not_reached"]:

@@ -43,7 +43,7 @@ async def start_interviews(
     started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
     Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
     """
-    from koji_mcp.batch import BatchOutcome, run_batch, summarize  # only when a batch runs
+    from koji_mcp.batch import BatchOutcome, describe_counts, run_batch, summarize  # only when a batch runs
 
     services: Services = ctx.request_context.lifespan_context
     total = len(respondents)
@@ -60,9 +60,8 @@ async def start_interviews(
         on_outcome=progress,
     )
     counts = summarize(outcomes, total)
-    shown = {k: v for k, v in counts.items() if v}
     lines = [("Dry run, nothing sent. " if dry_run else "")
-             + f"{total} respondent(s): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in shown.items()) + "."]
+             + f"{total} respondent(s): {describe_counts(counts)}."]
     lines.extend(f"- {outcome.line()}" for outcome in outcomes[:TEXT_ROWS])
     if len(outcomes) > TEXT_ROWS:
         lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
