@@ -1,31 +1,66 @@
 """The one registry of tools: read tools and write tools, each with its annotation preset.
 
-`select_tools` applies `--read-only` and `--tools`, so a filtered tool is never registered (and
-therefore can't be called), rather than registered and refused.
+Tools are named here by import path, not imported: `tools/list` is answered from the checked-in
+catalog (catalog.json, generated from the code and checked by the tests), and a tool's module is
+imported and its schema built on its first call. Startup therefore pays for neither.
+`--read-only` and `--tools` filter the registry, so a filtered tool is never listed or callable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
 
-from koji_mcp.tools.batch import start_interviews
-from koji_mcp.tools.lifecycle import complete_interview, send_interview_message
-from koji_mcp.tools.read import get_interview, list_interviews
-from koji_mcp.tools.schema import ToolSpec, build_tool
-from koji_mcp.tools.start import start_interview
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """Where a tool's function lives, plus what hosts show about it (all four hints, always)."""
+
+    target: str  # "module:function"
+    title: str
+    read_only: bool
+    idempotent: bool
+    destructive: bool = False
+    open_world: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.target.rsplit(":", 1)[1]
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=self.open_world,
+        )
+
 
 READ_TOOLS: list[ToolSpec] = [
-    ToolSpec(get_interview, title="Get interview results", read_only=True, idempotent=True),
-    ToolSpec(list_interviews, title="List interviews", read_only=True, idempotent=True, open_world=False),
+    ToolSpec("koji_mcp.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
+    ToolSpec("koji_mcp.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
+             open_world=False),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [
-    ToolSpec(start_interview, title="Start interview", read_only=False, idempotent=False),
-    ToolSpec(start_interviews, title="Start interviews (batch)", read_only=False, idempotent=False),
-    ToolSpec(send_interview_message, title="Send interview message", read_only=False, idempotent=False),
-    ToolSpec(complete_interview, title="Complete interview", read_only=False, idempotent=True),
+    ToolSpec("koji_mcp.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False),
+    ToolSpec("koji_mcp.tools.batch:start_interviews", title="Start interviews (batch)", read_only=False,
+             idempotent=False),
+    ToolSpec("koji_mcp.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,
+             idempotent=False),
+    ToolSpec("koji_mcp.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
+             idempotent=True),
 ]
 
 ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]
@@ -43,10 +78,17 @@ def check_tool_names(names: Iterable[str] | None) -> None:
         raise UnknownToolName(f"unknown tool name(s): {', '.join(unknown)}; valid names: {', '.join(TOOL_NAMES)}")
 
 
-def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Tool]:
+def select_specs(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[ToolSpec]:
     check_tool_names(names)
     specs = READ_TOOLS if read_only else ALL_TOOLS
     if names is not None:
         wanted = set(names)
         specs = [spec for spec in specs if spec.name in wanted]
-    return [build_tool(spec) for spec in specs]
+    return specs
+
+
+def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Any]:
+    """Build the selected tools now (the catalog generator and tests use this)."""
+    from koji_mcp.tools.schema import build_tool
+
+    return [build_tool(spec) for spec in select_specs(read_only=read_only, names=names)]

@@ -9,42 +9,17 @@ The SDK's defaults don't fit us in three ways, fixed here once for every tool:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
+from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
 from koji_mcp.text import clean_koji_text
 
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """A tool's function plus what hosts show about it (annotations are always all four)."""
-
-    fn: Callable[..., Any]
-    title: str
-    read_only: bool
-    idempotent: bool
-    destructive: bool = False
-    open_world: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.fn.__name__
-
-    @property
-    def annotations(self) -> ToolAnnotations:
-        return ToolAnnotations(
-            title=self.title,
-            read_only_hint=self.read_only,
-            destructive_hint=self.destructive,
-            idempotent_hint=self.idempotent,
-            open_world_hint=self.open_world,
-        )
+if TYPE_CHECKING:
+    from koji_mcp.tools import ToolSpec
 
 
 class StrictTool(Tool):
@@ -84,6 +59,15 @@ def build_tool(spec: ToolSpec) -> Tool:
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = tidy_schema(inline_refs(tool.fn_metadata.output_schema))
     return tool
+
+
+def describe_tool(tool: Tool) -> dict[str, Any]:
+    """The tool as `tools/list` shows it (the catalog stores exactly this)."""
+    listed = MCPTool(
+        name=tool.name, title=tool.title, description=tool.description, input_schema=tool.parameters,
+        output_schema=tool.output_schema, annotations=tool.annotations,
+    )
+    return listed.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
