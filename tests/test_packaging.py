@@ -55,6 +55,7 @@ def test_wheel_has_the_sandbox_brief_and_the_entry_point(tmp_path: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "koji_mcp/sandbox/default_brief.json" in names
+        assert "koji_mcp/tools/catalog.json" in names  # tools/list is answered from it
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
     assert "[console_scripts]" in text
