@@ -12,9 +12,17 @@ import sys
 from collections.abc import Sequence
 
 from koji_mcp import __version__
+from koji_mcp.config import EXIT_USAGE
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
-EXIT_USAGE = 2
+
+
+def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool = True) -> None:
+    """The flags every Koji-talking subcommand shares (same names, same meaning everywhere)."""
+    p.add_argument("--sandbox", action="store_true", help=sandbox_help)
+    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL; default https://koji.so)")
+    if state_dir:
+        p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; ':memory:' keeps nothing)")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,10 +41,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port for HTTP transports (default 8000)")
-    p.add_argument("--sandbox", action="store_true",
-                   help="start a local Koji sandbox in-process and use it instead of koji.so "
-                   "(no account or API key needed)")
-    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL; default https://koji.so)")
+    _koji_args(p, sandbox_help="start a local Koji sandbox in-process and use it instead of koji.so "
+               "(no account or API key needed)", state_dir=False)
     p.add_argument("--timeout", type=float, help="seconds to wait for Koji's answer (env KOJI_TIMEOUT; default 30)")
     p.add_argument("--state-dir",
                    help="where the interview ledger lives (env KOJI_MCP_STATE_DIR; default "
@@ -108,9 +114,7 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="also start participants whose external_id is already in the ledger")
     p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
-    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL)")
-    p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR)")
-    p.add_argument("--sandbox", action="store_true", help="run against an in-process sandbox (for trying it out)")
+    _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="stderr log level (default WARNING)")
 
@@ -122,9 +126,7 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
         description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
         "if any check fails.",
     )
-    p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL)")
-    p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR)")
-    p.add_argument("--sandbox", action="store_true", help="check against an in-process sandbox")
+    _koji_args(p, sandbox_help="check against an in-process sandbox")
 
 
 def _config_parser(sub: argparse._SubParsersAction) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
 DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
+EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand uses
 
 
 class ConfigError(ValueError):

@@ -18,14 +18,19 @@ from typing import TextIO
 
 import anyio
 
-from koji_mcp.batch import OUTCOME_KINDS, BatchOutcome, describe_counts, run_batch, summarize
-from koji_mcp.config import ConfigError, Settings
+from koji_mcp.batch import (
+    OUTCOME_KINDS,
+    BatchOutcome,
+    describe_counts,
+    run_batch,
+    summarize,
+)
+from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
 from koji_mcp.models import LOCALE_PATTERN
 from koji_mcp.participants import ParticipantsError, read_participants
 
-EXIT_USAGE = 2
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
 
 

@@ -19,8 +19,9 @@ from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, TextIO
 
+from koji_mcp.config import EXIT_USAGE
+
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 KEY_PLACEHOLDER = "pk_live_…"
 VSCODE_INPUT_ID = "koji-api-key"
 VSCODE_INPUT = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-EXIT_USAGE = 2
+from koji_mcp.config import EXIT_USAGE
 
 
 def run_sandbox_command(args: argparse.Namespace) -> int:

@@ -10,12 +10,11 @@ import sys
 import anyio
 
 from koji_mcp.auth import AuthConfigError, is_loopback, parse_tokens
-from koji_mcp.config import ConfigError, Settings
+from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.logs import setup_logging
 from koji_mcp.tools import UnknownToolName, check_tool_names
 
 logger = logging.getLogger("koji_mcp")
-EXIT_USAGE = 2
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

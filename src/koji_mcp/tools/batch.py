@@ -43,7 +43,12 @@ async def start_interviews(
     started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
     Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
     """
-    from koji_mcp.batch import BatchOutcome, describe_counts, run_batch, summarize  # only when a batch runs
+    from koji_mcp.batch import (  # only when a batch runs
+        BatchOutcome,
+        describe_counts,
+        run_batch,
+        summarize,
+    )
 
     services: Services = ctx.request_context.lifespan_context
     total = len(respondents)
