@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from koji_mcp.config import Settings  # noqa: E402
 from koji_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxServer  # noqa: E402
-from koji_mcp.server import build_server  # noqa: E402
+from koji_mcp.server.app import build_server  # noqa: E402
 
 START = "/api/v1/interviews/start"
 LIMIT = 600

@@ -77,7 +77,7 @@ out = sys.argv.pop()
 profile = cProfile.Profile()
 signal.signal(signal.SIGUSR1, lambda *_: profile.enable())
 signal.signal(signal.SIGUSR2, lambda *_: (profile.disable(), profile.dump_stats(out)))
-from koji_mcp.cli import main
+from koji_mcp.cli.main import main
 sys.exit(main(["serve"]))
 '''
 
@@ -247,15 +247,15 @@ async def profile_koji(base_url: str, state_dir: str, logdir: Path, calls: int, 
 PROFILE_ROWS: list[tuple[str, str, str]] = [
     # (label, file fragment, function name) — cumulative time per call inside the server process
     ("SDK: tools/call dispatch (everything below)", "mcpserver/server.py", "_handle_call_tool"),
-    ("koji-mcp tool function start_interview", "koji_mcp/tools/start.py", "start_interview"),
-    ("  start_one (ledger + Koji)", "koji_mcp/starts.py", "start_one"),
-    ("    Ledger.reserve (INSERT, commit)", "koji_mcp/ledger.py", "reserve"),
-    ("    Ledger.confirm (UPDATE, commit)", "koji_mcp/ledger.py", "confirm"),
+    ("koji-mcp tool function start_interview", "koji_mcp/server/tools/start.py", "start_interview"),
+    ("  start_one (ledger + Koji)", "koji_mcp/interviews/start_once.py", "start_one"),
+    ("    Ledger.reserve (INSERT, commit)", "koji_mcp/interviews/ledger.py", "reserve"),
+    ("    Ledger.confirm (UPDATE, commit)", "koji_mcp/interviews/ledger.py", "confirm"),
     ("      sqlite3 execute (6 per start: BEGIN, write, COMMIT × 2)", "~",
      "<method 'execute' of 'sqlite3.Connection' objects>"),
-    ("    KojiClient.start_interview (HTTP)", "koji_mcp/koji.py", "start_interview"),
-    ("      KojiClient._send (httpx stream)", "koji_mcp/koji.py", "_send"),
-    ("  Ledger.find_by_external_id", "koji_mcp/ledger.py", "find_by_external_id"),
+    ("    KojiClient.start_interview (HTTP)", "koji_mcp/koji/client.py", "start_interview"),
+    ("      KojiClient._send (httpx stream)", "koji_mcp/koji/client.py", "_send"),
+    ("  Ledger.find_by_external_id", "koji_mcp/interviews/ledger.py", "find_by_external_id"),
     ("  fence / text cleaning", "koji_mcp/text.py", "fence"),
     ("SDK: result conversion", "utilities/func_metadata.py", "convert_result"),
     ("logging (koji_mcp's INFO line per call)", "logging/__init__.py", "_log"),
@@ -282,8 +282,8 @@ def profile_table(stats: pstats.Stats, calls: int) -> list[str]:
             continue
         cum = max(entry[3] for _, entry in found)
         lines.append(f"| {label} | {cum / calls * 1000:.3f} | {cum / total_tt:.0%} |")
-    tool = _cum(stats, "koji_mcp/tools/start.py", "start_interview")
-    send = _cum(stats, "koji_mcp/koji.py", "_send")
+    tool = _cum(stats, "koji_mcp/server/tools/start.py", "start_interview")
+    send = _cum(stats, "koji_mcp/koji/client.py", "_send")
     if tool and send:
         lines += ["", f"koji-mcp's own work per call (tool function minus the HTTP exchange): "
                   f"{(tool - send) / calls * 1000:.3f} ms under the profiler."]
@@ -298,7 +298,7 @@ def profile_table(stats: pstats.Stats, calls: int) -> list[str]:
 
 def ledger_microbench(directory: str, n: int) -> dict[str, float]:
     """Median µs of one start's ledger writes (reserve + confirm), on disk (WAL) and in memory."""
-    from koji_mcp.ledger import Ledger
+    from koji_mcp.interviews.ledger import Ledger
 
     out: dict[str, float] = {}
     for label, state in (("disk", directory), ("memory", ":memory:")):

@@ -14,7 +14,7 @@ from mcp import Client
 
 from koji_mcp.config import Settings
 from koji_mcp.sandbox import DEMO_KEY, SandboxConfig, SandboxServer
-from koji_mcp.server import build_server
+from koji_mcp.server.app import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"

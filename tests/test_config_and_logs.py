@@ -8,7 +8,7 @@ import pytest
 
 from koji_mcp.config import ConfigError, Settings, default_state_dir
 from koji_mcp.logs import RedactingFormatter, redact
-from koji_mcp.ratelimit import RateLimitTracker
+from koji_mcp.koji.ratelimit import RateLimitTracker
 
 
 def test_env_is_read_and_flags_win() -> None:
@@ -96,7 +96,7 @@ def test_retry_after_prefers_header_then_reset() -> None:
 
 
 def test_pacer_spreads_requests_and_respects_the_window() -> None:
-    from koji_mcp.ratelimit import Pacer, WaitTooLong
+    from koji_mcp.koji.ratelimit import Pacer, WaitTooLong
 
     now = [1000.0]
     tracker = RateLimitTracker(clock=lambda: now[0])
@@ -112,7 +112,7 @@ def test_pacer_spreads_requests_and_respects_the_window() -> None:
 
 
 def test_pacer_obeys_remaining_zero_and_429() -> None:
-    from koji_mcp.ratelimit import Pacer
+    from koji_mcp.koji.ratelimit import Pacer
 
     now = [1000.0]
     tracker = RateLimitTracker(clock=lambda: now[0])
@@ -127,7 +127,7 @@ def test_pacer_obeys_remaining_zero_and_429() -> None:
 
 
 def test_pacer_does_not_throttle_a_first_burst_before_the_limit_is_known() -> None:
-    from koji_mcp.ratelimit import Pacer
+    from koji_mcp.koji.ratelimit import Pacer
 
     now = [1000.0]
     tracker = RateLimitTracker(clock=lambda: now[0])

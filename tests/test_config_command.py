@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import pytest
 
-from koji_mcp.cli import main
-from koji_mcp.commands.config import default_config_path, server_command
+from koji_mcp.cli.main import main
+from koji_mcp.cli.host_config import default_config_path, server_command
 
 SCRIPT = Path(sys.executable).absolute().with_name("koji-mcp")
 # The console script when the package is installed (it is in the dev venv), else `python -m koji_mcp`.

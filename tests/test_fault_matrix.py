@@ -13,8 +13,8 @@ import httpx
 import pytest
 from mcp import Client
 
-from koji_mcp.server import build_server
-from koji_mcp.services import open_services
+from koji_mcp.server.app import build_server
+from koji_mcp.interviews.services import open_services
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

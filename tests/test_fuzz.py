@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from koji_mcp.ledger import STATUSES
-from koji_mcp.models import INTERVIEW_ID_PATTERN
-from koji_mcp.server import build_server
+from koji_mcp.interviews.ledger import STATUSES
+from koji_mcp.koji.models import INTERVIEW_ID_PATTERN
+from koji_mcp.server.app import build_server
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")

@@ -15,8 +15,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from koji_mcp.ledger import LEDGER_FILE, Ledger
-from koji_mcp.server import build_server
+from koji_mcp.interviews.ledger import LEDGER_FILE, Ledger
+from koji_mcp.server.app import build_server
 from tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.anyio
@@ -96,7 +96,7 @@ async def test_concurrent_tool_calls_each_get_a_row(sandbox, settings) -> None:
 
 WRITER = """
 import sys
-from koji_mcp.ledger import Ledger
+from koji_mcp.interviews.ledger import Ledger
 ledger = Ledger.open(sys.argv[1], "http://k")
 i = 0
 print("ready", flush=True)

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from koji_mcp.sandbox import SandboxConfig, SandboxServer
-from koji_mcp.server import build_server
+from koji_mcp.server.app import build_server
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

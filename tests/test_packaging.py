@@ -55,8 +55,8 @@ def test_wheel_has_the_sandbox_brief_and_the_entry_point(tmp_path: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert "koji_mcp/sandbox/default_brief.json" in names
-        assert "koji_mcp/tools/catalog.json" in names  # tools/list is answered from it
+        assert "koji_mcp/server/tools/catalog.json" in names  # tools/list is answered from it
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
     assert "[console_scripts]" in text
-    assert re.search(r"^koji-mcp\s*=\s*koji_mcp\.cli:main$", text, re.MULTILINE)
+    assert re.search(r"^koji-mcp\s*=\s*koji_mcp\.cli\.main:main$", text, re.MULTILINE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from koji_mcp.participants import (
+from koji_mcp.cli.participants import (
     ParticipantsError,
     parse_participants,
     read_participants,

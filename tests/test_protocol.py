@@ -1,4 +1,4 @@
-"""logging/setLevel and completion/complete (src/koji_mcp/protocol.py), through the SDK's real client."""
+"""logging/setLevel and completion/complete (src/koji_mcp/server/log_level_and_completions.py), through the SDK's real client."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from mcp.types import (
 )
 
 from koji_mcp.config import Settings
-from koji_mcp.ledger import Ledger
-from koji_mcp.protocol import LOCALES, MAX_VALUES
-from koji_mcp.server import build_server
+from koji_mcp.interviews.ledger import Ledger
+from koji_mcp.server.log_level_and_completions import LOCALES, MAX_VALUES
+from koji_mcp.server.app import build_server
 
 pytestmark = pytest.mark.anyio
 
@@ -93,7 +93,7 @@ async def test_set_level_filters_what_koji_mcp_logs(
     await set_level(legacy_client, "info")
     caplog.clear()
     await legacy_client.call_tool("start_interview", {"mode": "text"})
-    assert any(r.name == "koji_mcp.koji" and "POST /api/v1/interviews/start -> 201" in r.getMessage()
+    assert any(r.name == "koji_mcp.koji.client" and "POST /api/v1/interviews/start -> 201" in r.getMessage()
                for r in caplog.records)
 
 
@@ -133,7 +133,7 @@ async def test_locale_completion_matches_the_prefix_case_insensitively(client: C
 async def test_locale_suggestions_are_valid_locales() -> None:
     import re
 
-    from koji_mcp.models import LOCALE_PATTERN
+    from koji_mcp.koji.models import LOCALE_PATTERN
 
     assert all(re.fullmatch(LOCALE_PATTERN, code) for code in LOCALES)
     assert len(set(LOCALES)) == len(LOCALES)

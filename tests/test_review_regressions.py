@@ -11,13 +11,13 @@ import httpx
 import pytest
 from mcp import Client
 
-from koji_mcp.ledger import Ledger
-from koji_mcp.models import StartRequest
-from koji_mcp.participants import typed
+from koji_mcp.interviews.ledger import Ledger
+from koji_mcp.koji.models import StartRequest
+from koji_mcp.cli.participants import typed
 from koji_mcp.sandbox import DEMO_KEY
-from koji_mcp.server import build_server
-from koji_mcp.services import open_services
-from koji_mcp.starts import start_one
+from koji_mcp.server.app import build_server
+from koji_mcp.interviews.services import open_services
+from koji_mcp.interviews.start_once import start_one
 from tests.conftest import koji_mcp_command, make_settings, subprocess_env
 
 pytestmark = pytest.mark.anyio

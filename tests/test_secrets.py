@@ -30,7 +30,7 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from koji_mcp.sandbox import KeySpec, SandboxConfig, SandboxServer
-from koji_mcp.server import build_server
+from koji_mcp.server.app import build_server
 from tests.conftest import (
     ROOT,
     SandboxHandle,

@@ -18,7 +18,7 @@ from koji_mcp.sandbox import (
     SandboxConfig,
     SandboxServer,
 )
-from koji_mcp.server import build_server
+from koji_mcp.server.app import build_server
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
@@ -93,7 +93,7 @@ async def test_unknown_outcome_is_recorded_in_the_ledger(sandbox, settings) -> N
     assert "Recorded in the ledger as unknown-" in result.content[0].text
     assert len(sandbox.interviews()) == 1  # Koji did start it: that's why we must not retry
 
-    from koji_mcp.ledger import Ledger
+    from koji_mcp.interviews.ledger import Ledger
 
     [entry] = Ledger.open(settings.state_dir, sandbox.base_url).find_by_external_id("u-7")
     assert entry.status == "unknown" and entry.interview_id.startswith("unknown-")
@@ -124,8 +124,8 @@ async def test_connection_refused_is_retried_then_reported_as_not_sent() -> None
 
 async def test_connect_failures_are_retried_within_bounds() -> None:
     """MockTransport: the sandbox cannot refuse a connection and then accept the retry."""
-    from koji_mcp.koji import KojiClient
-    from koji_mcp.models import StartRequest
+    from koji_mcp.koji.client import KojiClient
+    from koji_mcp.koji.models import StartRequest
 
     attempts = []
 

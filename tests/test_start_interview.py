@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from koji_mcp import USER_AGENT
-from koji_mcp.ledger import Ledger
+from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.sandbox import DEMO_KEY
 
 pytestmark = pytest.mark.anyio

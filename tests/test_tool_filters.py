@@ -6,8 +6,8 @@ import pytest
 from mcp import Client
 
 from koji_mcp.config import Settings
-from koji_mcp.server import build_server
-from koji_mcp.tools import UnknownToolName, select_tools
+from koji_mcp.server.app import build_server
+from koji_mcp.server.tools import UnknownToolName, select_tools
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio

@@ -67,16 +67,16 @@ async def test_start_interview_annotations(legacy_client: Client) -> None:
 
 def test_catalog_matches_the_code() -> None:
     """tools/list is served from catalog.json: it must be exactly what the code builds."""
-    from koji_mcp.tools.catalog import generate_catalog, load_catalog, write_catalog
+    from koji_mcp.server.tools.catalog import generate_catalog, load_catalog, write_catalog
 
     if os.environ.get("UPDATE_SNAPSHOTS"):
         write_catalog()
     generated = {entry["name"]: entry for entry in generate_catalog()}
-    assert load_catalog() == generated, "catalog.json is stale: run `python -m koji_mcp.tools.catalog`"
+    assert load_catalog() == generated, "catalog.json is stale: run `python -m koji_mcp.server.tools.catalog`"
 
 
 async def test_tools_are_built_on_first_call_only(settings) -> None:
-    from koji_mcp.server import build_server
+    from koji_mcp.server.app import build_server
 
     server = build_server(settings)
     async with Client(server, mode="legacy") as c:

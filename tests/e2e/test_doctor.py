@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from koji_mcp.cli import main
-from koji_mcp.commands.doctor import PROBE_PATH
-from koji_mcp.ledger import Ledger
+from koji_mcp.cli.main import main
+from koji_mcp.cli.doctor import PROBE_PATH
+from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.sandbox import (
     DEMO_KEY,
     NO_PERMISSION_KEY,
@@ -281,7 +281,7 @@ def test_real_subprocess_and_no_mcp_sdk_import(sandbox, tmp_path) -> None:
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "All checks passed." and proc.stderr == ""
-    probe = subprocess.run([sys.executable, "-c", "import sys, koji_mcp.cli, koji_mcp.commands.doctor; "
+    probe = subprocess.run([sys.executable, "-c", "import sys, koji_mcp.cli.main, koji_mcp.cli.doctor; "
                             "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')))"],
                            env=env, capture_output=True, text=True, timeout=30)
     assert probe.stdout.strip() == "[]", probe.stderr

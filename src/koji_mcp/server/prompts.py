@@ -7,7 +7,7 @@ from typing import Annotated
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
-from koji_mcp.services import Services
+from koji_mcp.interviews.services import Services
 
 
 def conduct_interview(

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from koji_mcp.config import Settings
-from koji_mcp.koji import KojiClient
-from koji_mcp.ledger import LOCAL_OWNER, Ledger
+from koji_mcp.koji.client import KojiClient
+from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
 
 if TYPE_CHECKING:
     import httpx

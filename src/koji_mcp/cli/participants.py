@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from koji_mcp.models import MAX_METADATA_KEYS, Respondent
+from koji_mcp.koji.models import MAX_METADATA_KEYS, Respondent
 
 MAX_ROWS = 5_000
 MAX_BYTES = 10 * 1024 * 1024

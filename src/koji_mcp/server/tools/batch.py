@@ -7,9 +7,9 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from koji_mcp.models import Locale, Mode, Respondent
-from koji_mcp.services import Services, current_owner
-from koji_mcp.tools.results import ok
+from koji_mcp.koji.models import Locale, Mode, Respondent
+from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.server.tools.results import ok
 
 MAX_BATCH = 500
 TEXT_ROWS = 40
@@ -43,7 +43,7 @@ async def start_interviews(
     started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
     Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
     """
-    from koji_mcp.batch import (  # only when a batch runs
+    from koji_mcp.interviews.batches import (  # only when a batch runs
         BatchOutcome,
         describe_counts,
         run_batch,

@@ -48,18 +48,18 @@ class ToolSpec:
 
 
 READ_TOOLS: list[ToolSpec] = [
-    ToolSpec("koji_mcp.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
-    ToolSpec("koji_mcp.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
+    ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
+    ToolSpec("koji_mcp.server.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
              open_world=False),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [
-    ToolSpec("koji_mcp.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False),
-    ToolSpec("koji_mcp.tools.batch:start_interviews", title="Start interviews (batch)", read_only=False,
+    ToolSpec("koji_mcp.server.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False),
+    ToolSpec("koji_mcp.server.tools.batch:start_interviews", title="Start interviews (batch)", read_only=False,
              idempotent=False),
-    ToolSpec("koji_mcp.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,
+    ToolSpec("koji_mcp.server.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,
              idempotent=False),
-    ToolSpec("koji_mcp.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
+    ToolSpec("koji_mcp.server.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
              idempotent=True),
 ]
 
@@ -89,6 +89,6 @@ def select_specs(*, read_only: bool = False, names: Iterable[str] | None = None)
 
 def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Any]:
     """Build the selected tools now (the catalog generator and tests use this)."""
-    from koji_mcp.tools.schema import build_tool
+    from koji_mcp.server.tools.schema import build_tool
 
     return [build_tool(spec) for spec in select_specs(read_only=read_only, names=names)]

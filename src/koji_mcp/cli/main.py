@@ -182,27 +182,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         if args.command == "serve":
-            from koji_mcp.commands.serve import run_serve
+            from koji_mcp.cli.serve import run_serve
 
             return run_serve(args)
         if args.command == "sandbox":
-            from koji_mcp.commands.sandbox import run_sandbox_command
+            from koji_mcp.cli.sandbox import run_sandbox_command
 
             return run_sandbox_command(args)
         if args.command == "batch":
-            from koji_mcp.commands.batch import run_batch_command
+            from koji_mcp.cli.batch import run_batch_command
 
             return run_batch_command(args)
         if args.command == "doctor":
-            from koji_mcp.commands.doctor import run_doctor_command
+            from koji_mcp.cli.doctor import run_doctor_command
 
             return run_doctor_command(args)
         if args.command == "config":
-            from koji_mcp.commands.config import run_config_command
+            from koji_mcp.cli.host_config import run_config_command
 
             return run_config_command(args)
         if args.command == "demo":
-            from koji_mcp.demo import run_demo
+            from koji_mcp.cli.demo import run_demo
 
             return run_demo()
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from koji_mcp.text import clean_koji_text
 
 if TYPE_CHECKING:
-    from koji_mcp.tools import ToolSpec
+    from koji_mcp.server.tools import ToolSpec
 
 
 class StrictTool(Tool):

@@ -11,12 +11,12 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from koji_mcp.errors import KojiAPIError, KojiError
-from koji_mcp.ledger import LedgerEntry
-from koji_mcp.models import CompletionReason, FlatMetadata, InterviewId
-from koji_mcp.services import Services, current_owner
+from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.interviews.ledger import LedgerEntry
+from koji_mcp.koji.models import CompletionReason, FlatMetadata, InterviewId
+from koji_mcp.interviews.services import Services, current_owner
 from koji_mcp.text import fence
-from koji_mcp.tools.results import error_result, fail, ok
+from koji_mcp.server.tools.results import error_result, fail, ok
 
 MAX_MESSAGE_CHARS = 5_000
 ACTIVE = "active"

@@ -15,10 +15,10 @@ from typing import Literal
 
 import anyio
 
-from koji_mcp.errors import KojiAPIError, KojiError
-from koji_mcp.models import Mode, Respondent, StartRequest
-from koji_mcp.services import Services
-from koji_mcp.starts import start_one
+from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.koji.models import Mode, Respondent, StartRequest
+from koji_mcp.interviews.services import Services
+from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import clean_koji_text
 
 logger = logging.getLogger(__name__)

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from koji_mcp import __version__
-from koji_mcp.auth import ClientToken, StaticTokenVerifier, auth_settings
+from koji_mcp.server.auth import ClientToken, StaticTokenVerifier, auth_settings
 from koji_mcp.config import Settings
-from koji_mcp.prompts import register_prompts
-from koji_mcp.protocol import register_protocol_extras
-from koji_mcp.resources import register_resources
-from koji_mcp.services import Services, open_services
-from koji_mcp.tools import ToolSpec, select_specs
-from koji_mcp.tools.catalog import load_catalog
+from koji_mcp.server.prompts import register_prompts
+from koji_mcp.server.log_level_and_completions import register_protocol_extras
+from koji_mcp.server.resources import register_resources
+from koji_mcp.interviews.services import Services, open_services
+from koji_mcp.server.tools import ToolSpec, select_specs
+from koji_mcp.server.tools.catalog import load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class KojiServer(MCPServer[Services]):
         if name not in self._specs:
             return None
         if name not in self._built:
-            from koji_mcp.tools.schema import build_tool
+            from koji_mcp.server.tools.schema import build_tool
 
             self._built[name] = build_tool(self._specs[name])
         return self._built[name]
@@ -72,7 +72,7 @@ class KojiServer(MCPServer[Services]):
         for name in self._specs:
             entry = catalog.get(name)
             if entry is None:  # a catalog older than the code: describe the tool the slow way
-                from koji_mcp.tools.schema import describe_tool
+                from koji_mcp.server.tools.schema import describe_tool
 
                 entry = describe_tool(self.tool(name))  # type: ignore[arg-type]
             entries.append(MCPTool.model_validate(entry))

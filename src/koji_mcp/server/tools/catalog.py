@@ -3,7 +3,7 @@
 Building six validated tool schemas with pydantic costs more startup time than everything else
 koji-mcp does before `initialize`; the catalog lets the server list its tools without building
 them. tests/test_tool_surface.py fails when catalog.json no longer matches the code; regenerate
-with `python -m koji_mcp.tools.catalog` (or `UPDATE_SNAPSHOTS=1 make test`).
+with `python -m koji_mcp.server.tools.catalog` (or `UPDATE_SNAPSHOTS=1 make test`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def load_catalog() -> dict[str, dict[str, Any]]:
 
 
 def generate_catalog() -> list[dict[str, Any]]:
-    from koji_mcp.tools import ALL_TOOLS
-    from koji_mcp.tools.schema import build_tool, describe_tool
+    from koji_mcp.server.tools import ALL_TOOLS
+    from koji_mcp.server.tools.schema import build_tool, describe_tool
 
     return [describe_tool(build_tool(spec)) for spec in ALL_TOOLS]
 

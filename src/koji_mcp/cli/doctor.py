@@ -29,7 +29,7 @@ import httpx
 
 from koji_mcp import USER_AGENT
 from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings
-from koji_mcp.ratelimit import RateLimitTracker
+from koji_mcp.koji.ratelimit import RateLimitTracker
 
 TIMEOUT = 5.0
 PROBE_PATH = "/api/v1/interviews/00000000-0000-0000-0000-000000000000"
@@ -139,7 +139,7 @@ def check_koji(base_url: str, key: str) -> Check:
 
 def check_state_dir(state_dir: str, base_url: str) -> Check:
     """The ledger's directory: created 0700 if missing, writable, and the ledger opens."""
-    from koji_mcp.ledger import Ledger
+    from koji_mcp.interviews.ledger import Ledger
 
     if state_dir == MEMORY_STATE_DIR:
         return Check("warn", "state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch "

@@ -8,11 +8,11 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from koji_mcp.models import Locale, Mode, Respondent, StartRequest
-from koji_mcp.services import Services, current_owner
-from koji_mcp.starts import start_one
+from koji_mcp.koji.models import Locale, Mode, Respondent, StartRequest
+from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import fence
-from koji_mcp.tools.results import error_result, ok
+from koji_mcp.server.tools.results import error_result, ok
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import anyio
 
-from koji_mcp.batch import (
+from koji_mcp.interviews.batches import (
     OUTCOME_KINDS,
     BatchOutcome,
     describe_counts,
@@ -26,10 +26,10 @@ from koji_mcp.batch import (
     summarize,
 )
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
-from koji_mcp.ledger import LOCAL_OWNER
+from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
-from koji_mcp.models import LOCALE_PATTERN
-from koji_mcp.participants import ParticipantsError, read_participants
+from koji_mcp.koji.models import LOCALE_PATTERN
+from koji_mcp.cli.participants import ParticipantsError, read_participants
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
 
@@ -127,7 +127,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress) -> list[BatchOutcome]:
-    from koji_mcp.services import open_services
+    from koji_mcp.interviews.services import open_services
 
     stop = anyio.Event()
     collected: list[BatchOutcome] = []

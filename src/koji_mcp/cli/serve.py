@@ -9,10 +9,10 @@ import sys
 
 import anyio
 
-from koji_mcp.auth import AuthConfigError, is_loopback, parse_tokens
+from koji_mcp.server.auth import AuthConfigError, is_loopback, parse_tokens
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.logs import setup_logging
-from koji_mcp.tools import UnknownToolName, check_tool_names
+from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
 logger = logging.getLogger("koji_mcp")
 
@@ -69,8 +69,8 @@ def check_exposure(args: argparse.Namespace, tokens: list) -> None:
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    from koji_mcp.server import build_server, run_transport
-    from koji_mcp.services import open_services
+    from koji_mcp.server.app import build_server, run_transport
+    from koji_mcp.interviews.services import open_services
 
     async with open_services(settings) as services:
         path = "/sse" if args.transport == "sse" else "/mcp"

@@ -8,12 +8,12 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from koji_mcp.errors import KojiAPIError, KojiError
-from koji_mcp.ledger import LOCAL_OWNER
+from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import redact
-from koji_mcp.models import is_valid_interview_id
-from koji_mcp.services import Services, current_owner
-from koji_mcp.views import interview_view
+from koji_mcp.koji.models import is_valid_interview_id
+from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.interviews.views import interview_view
 
 
 def register_resources(server: MCPServer[Services]) -> None:

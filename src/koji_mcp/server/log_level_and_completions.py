@@ -33,7 +33,7 @@ from mcp.types import (
     SetLevelRequestParams,
 )
 
-from koji_mcp.services import current_owner
+from koji_mcp.interviews.services import current_owner
 
 logger = logging.getLogger(__name__)
 

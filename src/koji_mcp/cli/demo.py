@@ -41,7 +41,7 @@ def server_params(base_url: str, api_key: str, state_dir: str) -> StdioServerPar
         "KOJI_API_KEY": api_key,
         "KOJI_BASE_URL": base_url,
         "KOJI_MCP_STATE_DIR": state_dir,
-        "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")] if p),
+        "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")] if p),
     }
     return StdioServerParameters(command=sys.executable, args=["-m", "koji_mcp", "serve"], env=env)
 

@@ -9,14 +9,14 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
-from koji_mcp.errors import KojiError
-from koji_mcp.ledger import LOCAL_OWNER, STATUSES
-from koji_mcp.models import InterviewId
-from koji_mcp.services import Services, current_owner
+from koji_mcp.koji.errors import KojiError
+from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES
+from koji_mcp.koji.models import InterviewId
+from koji_mcp.interviews.services import Services, current_owner
 from koji_mcp.text import clean_koji_text
-from koji_mcp.tools.lifecycle import completion_fields
-from koji_mcp.tools.results import error_result, fail, ok
-from koji_mcp.views import interview_view, render_interview
+from koji_mcp.server.tools.lifecycle import completion_fields
+from koji_mcp.server.tools.results import error_result, fail, ok
+from koji_mcp.interviews.views import interview_view, render_interview
 
 TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0

@@ -18,10 +18,10 @@ from typing import Literal
 
 import anyio
 
-from koji_mcp.errors import KojiError, KojiProtocolError, LedgerUnavailable
-from koji_mcp.ledger import LedgerEntry
-from koji_mcp.models import Respondent, StartRequest
-from koji_mcp.services import Services
+from koji_mcp.koji.errors import KojiError, KojiProtocolError, LedgerUnavailable
+from koji_mcp.interviews.ledger import LedgerEntry
+from koji_mcp.koji.models import Respondent, StartRequest
+from koji_mcp.interviews.services import Services
 
 logger = logging.getLogger(__name__)
 

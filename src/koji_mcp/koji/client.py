@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from koji_mcp import USER_AGENT
 from koji_mcp.config import Settings
-from koji_mcp.errors import (
+from koji_mcp.koji.errors import (
     KojiAPIError,
     KojiConnectError,
     KojiProtocolError,
@@ -34,9 +34,9 @@ from koji_mcp.errors import (
     KojiUnavailable,
 )
 from koji_mcp.logs import redact
-from koji_mcp.models import ErrorBody, StartRequest, StartResponse
-from koji_mcp.ratelimit import Pacer, RateLimitTracker, WaitTooLong
-from koji_mcp.replies import (
+from koji_mcp.koji.models import ErrorBody, StartRequest, StartResponse
+from koji_mcp.koji.ratelimit import Pacer, RateLimitTracker, WaitTooLong
+from koji_mcp.koji.replies import (
     MessageReply,
     ReplyFormatError,
     parse_json_reply,

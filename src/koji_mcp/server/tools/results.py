@@ -13,7 +13,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from koji_mcp.errors import (
+from koji_mcp.koji.errors import (
     KojiAPIError,
     KojiConnectError,
     KojiError,

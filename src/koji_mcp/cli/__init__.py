@@ -1,0 +1,1 @@
+"""The `koji-mcp` command: main.py parses arguments; one module per subcommand, imported lazily."""
