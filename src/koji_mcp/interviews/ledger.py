@@ -4,6 +4,9 @@ Why it exists: Koji has no "list interviews" endpoint, and each interview's sess
 credential that must never enter the model's context. The ledger holds both, survives restarts
 and crashes (WAL; each write is its own transaction), and is readable only by its owner (0600).
 
+What Koji said about each interview (summary, themes, transcript), as last read, is kept in a
+full-text index (`interview_text`) so `search` can find interviews by what they were about.
+
 Rows are scoped by `owner` (the authenticated HTTP client, or "local") and by the Koji base URL
 they were started on, so a sandbox session never shows up next to real interviews.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import uuid
@@ -23,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from koji_mcp.config import MEMORY_STATE_DIR
+from koji_mcp.text import clean_koji_text
 
 LEDGER_FILE = "ledger.sqlite3"
 LOCAL_OWNER = "local"
+_WORD = re.compile(r"[^\W_]")  # a letter or digit: what the FTS5 tokenizer keeps
 
 _MIGRATIONS: list[str] = [
     # v1
@@ -53,7 +59,33 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX interviews_by_owner ON interviews (base_url, owner, seq DESC);
     CREATE INDEX interviews_by_external_id ON interviews (base_url, owner, external_id);
     """,
+    # search: what each interview is about, full-text (FTS5), one row per interviews.seq. The
+    # respondent's ids follow the interviews row (triggers); Koji's text is written by index_text.
+    """
+    CREATE VIRTUAL TABLE interview_text USING fts5 (
+        external_id, display_name, summary, themes, transcript,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO interview_text (rowid, external_id, display_name)
+        SELECT seq, external_id, display_name FROM interviews;
+    CREATE TRIGGER interview_text_insert AFTER INSERT ON interviews BEGIN
+        INSERT INTO interview_text (rowid, external_id, display_name)
+            VALUES (new.seq, new.external_id, new.display_name);
+    END;
+    CREATE TRIGGER interview_text_update AFTER UPDATE OF external_id, display_name ON interviews BEGIN
+        UPDATE interview_text SET external_id = new.external_id, display_name = new.display_name
+            WHERE rowid = new.seq;
+    END;
+    CREATE TRIGGER interview_text_delete AFTER DELETE ON interviews BEGIN
+        DELETE FROM interview_text WHERE rowid = old.seq;
+    END;
+    """,
 ]
+
+SEARCH_LIMIT = 20
+MAX_SEARCH_WORDS = 16
+# FTS5 column weights for bm25, in the table's column order: who it is counts most, then what it was about.
+SEARCH_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 1.0)
 
 STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
 # "starting": written before the start request is sent, so a crash mid-request leaves a trace
@@ -153,7 +185,7 @@ class Ledger:
                     f"the ledger at {self.path} was written by a newer koji-mcp (schema v{version}); upgrade koji-mcp"
                 )
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
@@ -281,7 +313,47 @@ class Ledger:
                 (now_iso(), self.base_url, owner, interview_id),
             )
 
+    def index_text(self, interview_id: str, owner: str, *, summary: str, themes: str, transcript: str) -> bool:
+        """Make what Koji said about an interview searchable; False if the ledger does not hold it."""
+        with self._tx() as db:
+            row = db.execute(
+                """SELECT i.seq, t.summary, t.themes, t.transcript FROM interviews i
+                       LEFT JOIN interview_text t ON t.rowid = i.seq
+                   WHERE i.base_url = ? AND i.owner = ? AND i.interview_id = ?""",
+                (self.base_url, owner, interview_id),
+            ).fetchone()
+            if row is None:
+                return False
+            if (row["summary"], row["themes"], row["transcript"]) != (summary, themes, transcript):
+                db.execute(
+                    """INSERT OR REPLACE INTO interview_text (rowid, external_id, display_name, summary, themes,
+                           transcript)
+                       SELECT seq, external_id, display_name, ?, ?, ? FROM interviews WHERE seq = ?""",
+                    (summary, themes, transcript, row["seq"]),
+                )
+        return True
+
     # -- reads ----------------------------------------------------------------------------------
+
+    def search(self, owner: str, query: str, *, limit: int = SEARCH_LIMIT) -> list[LedgerEntry]:
+        """The owner's interviews matching `query` (plain words, never FTS5 syntax), best first.
+
+        Rows without a real interview id ('starting', 'unknown') are left out: nothing could be read.
+        """
+        match = fts_match(query)
+        if match is None:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                f"""SELECT i.* FROM interview_text JOIN interviews i ON i.seq = interview_text.rowid
+                    WHERE interview_text MATCH ? AND i.base_url = ? AND i.owner = ?
+                      AND i.status NOT IN ('starting', 'unknown')
+                    ORDER BY lower(coalesce(i.external_id, '')) = lower(?) DESC,
+                             bm25(interview_text, {", ".join(map(str, SEARCH_WEIGHTS))}), i.seq DESC
+                    LIMIT ?""",
+                (match, self.base_url, owner, query.strip(), limit),
+            ).fetchall()
+        return [_entry(row) for row in rows]
 
     def get(self, interview_id: str, owner: str = LOCAL_OWNER) -> LedgerEntry | None:
         with self._lock:
@@ -327,6 +399,30 @@ class Ledger:
                 f"SELECT * FROM interviews WHERE {page_clause} ORDER BY seq DESC LIMIT ?", [*page_args, limit]
             ).fetchall()
         return [_entry(row) for row in rows], total
+
+
+def fts_match(query: str) -> str | None:
+    """Plain user text as an FTS5 query that cannot be FTS5 syntax; None when it holds no words.
+
+    Each whitespace-separated chunk with a letter or digit becomes a quoted phrase (quotes doubled),
+    matched as a prefix; the phrases are OR-ed, so bm25 ranks interviews matching more of them first.
+    `NEAR(`, `OR`, `*`, `-` or `"` in the text are just characters inside a phrase (or dropped).
+    """
+    chunks = [chunk for chunk in clean_koji_text(query, 1_000).split() if _WORD.search(chunk)]
+    if not chunks:
+        return None
+    return " OR ".join('"' + chunk.replace('"', '""') + '"*' for chunk in chunks[:MAX_SEARCH_WORDS])
+
+
+def _statements(script: str) -> Iterator[str]:
+    """A migration's statements; a trigger's body (`BEGIN ...; END`) stays one statement."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 def _prepare_file(path: Path) -> None:

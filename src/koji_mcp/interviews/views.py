@@ -18,6 +18,7 @@ KNOWN = {
     "completion_reason", "messages_count", "transcript", "analysis", "id",
 }
 MAX_TRANSCRIPT_CHARS = 20_000
+MAX_INDEXED_CHARS = 200_000  # per interview and field, for search
 YES = {"yes", "y", "true", "yeah", "yep", "sure"}
 NO = {"no", "n", "false", "nope"}
 
@@ -86,8 +87,7 @@ def interview_view(
         view["check_again_in_seconds"] = 10
     extra = without_secrets({k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"})
     view["extra"] = extra or None
-    transcript = raw.get("transcript") if isinstance(raw.get("transcript"), list) else []
-    transcript = [m if isinstance(m, dict) else {"role": "?", "content": str(m)} for m in transcript]
+    transcript = messages(raw)
     view["transcript_total"] = len(transcript)
     if include_transcript:
         chunk, used = [], 0
@@ -102,6 +102,31 @@ def interview_view(
         end = offset + len(chunk)
         view["next_transcript_offset"] = end if end < len(transcript) else None
     return view
+
+
+def messages(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """Koji's transcript as a list of message objects, whatever shape it came in."""
+    transcript = raw.get("transcript") if isinstance(raw.get("transcript"), list) else []
+    return [m if isinstance(m, dict) else {"role": "?", "content": str(m)} for m in transcript]
+
+
+def theme_names(themes: Any, *, mentions: bool = False) -> list[str]:
+    if not isinstance(themes, list):
+        return []
+    return [(f"{t.get('name')} ({t.get('mentions')})" if mentions else str(t.get("name")))
+            if isinstance(t, dict) else str(t) for t in themes]
+
+
+def searchable_text(raw: dict[str, Any]) -> dict[str, str]:
+    """What `search` indexes of an interview: Koji's summary, theme names and every message, cleaned."""
+    analysis = interview_view(raw, include_transcript=False, offset=0, page=0).get("analysis") or {}
+    summary = analysis.get("summary")
+    return {
+        "summary": clean_koji_text(str(summary), MAX_INDEXED_CHARS) if summary else "",
+        "themes": clean_koji_text(", ".join(theme_names(analysis.get("themes"))), MAX_INDEXED_CHARS),
+        "transcript": clean_koji_text("\n".join(str(m.get("content") or "") for m in messages(raw)),
+                                      MAX_INDEXED_CHARS),
+    }
 
 
 def render_interview(v: dict[str, Any]) -> str:
@@ -143,9 +168,8 @@ def _analysis_text(v: dict[str, Any]) -> str:
     out = []
     if analysis.get("summary"):
         out.append(f"Summary: {analysis['summary']}")
-    themes = analysis.get("themes")
-    if isinstance(themes, list) and themes:
-        names = [f"{t.get('name')} ({t.get('mentions')})" if isinstance(t, dict) else str(t) for t in themes]
+    names = theme_names(analysis.get("themes"), mentions=True)
+    if names:
         out.append("Themes: " + ", ".join(names))
     if analysis.get("quality_score") is not None:
         out.append(f"Quality score: {analysis['quality_score']}/5")

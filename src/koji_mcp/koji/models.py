@@ -52,9 +52,7 @@ FlatMetadata = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "additionalProperties": {
-                "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
-            },
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
             "maxProperties": MAX_METADATA_KEYS,
         }
     ),
@@ -64,7 +62,7 @@ Locale = Annotated[
     str,
     Field(
         pattern=LOCALE_PATTERN,
-        description="Locale code such as 'en', 'es', 'pt-BR'; omit for the project's setting.",
+        description="Locale code, e.g. 'en', 'pt-BR'; omit for the project's setting.",
     ),
 ]
 
@@ -86,7 +84,7 @@ class Respondent(BaseModel):
         None,
         min_length=1,
         max_length=200,
-        description="Your id for this person (e.g. user id); prevents inviting them twice.",
+        description="Your id for them (e.g. user id); prevents inviting them twice.",
     )
     display_name: str | None = Field(
         None,
@@ -96,7 +94,7 @@ class Respondent(BaseModel):
     )
     metadata: FlatMetadata | None = Field(
         None,
-        description="Flat tracking data, e.g. {'plan': 'pro', 'seats': 12}; no nested objects or arrays.",
+        description="Flat data, e.g. {'plan': 'pro', 'seats': 12}; no nesting.",
     )
 
 

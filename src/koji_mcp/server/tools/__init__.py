@@ -51,6 +51,9 @@ READ_TOOLS: list[ToolSpec] = [
     ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
     ToolSpec("koji_mcp.server.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
              open_world=False),
+    ToolSpec("koji_mcp.server.tools.search:search", title="Search interviews", read_only=True, idempotent=True,
+             open_world=False),
+    ToolSpec("koji_mcp.server.tools.search:fetch", title="Fetch interview", read_only=True, idempotent=True),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [

@@ -26,22 +26,20 @@ async def start_interviews(
     respondents: Annotated[
         list[Respondent],
         Field(min_length=1, max_length=MAX_BATCH,
-              description=f"The people to invite (1-{MAX_BATCH}), each like start_interview's respondent. "
-              "Give each an external_id so nobody is invited twice."),
+              description=f"1-{MAX_BATCH} people, each like start_interview's respondent; give each an external_id."),
     ],
     mode: Annotated[Mode | None, Field(description="'text' or 'voice' for all; omit for the project's setting.")] = None,
     locale: Locale | None = None,
     dry_run: Annotated[bool, Field(description="Only report what would happen; send nothing.")] = False,
     force: Annotated[
-        bool, Field(description="Start even respondents whose external_id is already in the ledger.")
+        bool, Field(description="Also start external_ids already in the ledger.")
     ] = False,
 ) -> Annotated[CallToolResult, BatchResult]:
-    """Start interviews for many respondents at once (up to 500), each exactly once.
+    """Start interviews for up to 500 respondents, each exactly once, paced to Koji's rate limit.
 
-    Use this tool to invite a list of participants. Respondents whose external_id was already
-    invited are skipped unless force=true; requests are paced to Koji's rate limit. Outcomes:
-    started, skipped, failed, unknown (may have started: check before retrying). Try dry_run first.
-    Example: {"respondents": [{"external_id": "u1", "display_name": "Ann"}], "dry_run": true}
+    Use this tool to invite a list of participants; try dry_run first. Known external_ids are
+    skipped unless force; 'unknown' may have started.
+    Example: {"respondents": [{"external_id": "u1"}], "dry_run": true}
     """
     from koji_mcp.interviews.batches import (  # only when a batch runs
         BatchOutcome,

@@ -68,10 +68,8 @@ async def send_interview_message(
 ) -> Annotated[CallToolResult, InterviewerReply]:
     """Relay the respondent's message to Koji's interviewer and get its reply.
 
-    Use this tool for every answer the respondent gives during an interview started with
-    start_interview: pass their words verbatim, then show the interviewer's reply to them as-is.
-    When the result says the interview ended, call complete_interview.
-    Example: {"interview_id": "f8e7d6c5-...", "content": "Setup took me two days."}
+    Use this tool for every answer the respondent gives: pass it verbatim, show the reply as-is.
+    When the interview has ended, call complete_interview.
     """
     services: Services = ctx.request_context.lifespan_context
     text = content.strip()
@@ -133,19 +131,17 @@ async def complete_interview(
     interview_id: InterviewId,
     reason: Annotated[
         CompletionReason,
-        Field(description="Why it ends: 'natural' (the interviewer finished), 'respondent_left', 'timeout', or 'manual'."),
+        Field(description="Why it ends; 'natural' when the interviewer finished."),
     ] = "manual",
     feedback: Annotated[
         FlatMetadata | None,
-        Field(description="Optional flat feedback from the respondent, e.g. {'rating': 5, 'comment': 'fun'}."),
+        Field(description="Flat feedback from the respondent, e.g. {'rating': 5}."),
     ] = None,
 ) -> Annotated[CallToolResult, CompletedInterview]:
-    """Complete an interview so Koji runs its analysis (themes, structured answers, quality).
+    """Complete an interview so Koji analyses it (themes, structured answers, quality).
 
-    Use this tool when the interview ended naturally (send_interview_message said so), the
-    respondent left, or you must stop it. Safe to call again: a completed interview returns the
-    same result. Then read the analysis with get_interview.
-    Example: {"interview_id": "f8e7d6c5-...", "reason": "natural"}
+    Use this tool when the interview ended, the respondent left, or you must stop it. Safe to
+    call again. Then read the analysis with get_interview.
     """
     services: Services = ctx.request_context.lifespan_context
     entry = lookup(services, interview_id, "complete_interview")

@@ -1,7 +1,9 @@
 """get_interview and list_interviews: reading results from Koji and the local ledger."""
 
 
+import logging
 import re
+import sqlite3
 from typing import Annotated, Any
 
 import anyio
@@ -16,8 +18,9 @@ from koji_mcp.interviews.services import Services, current_owner
 from koji_mcp.text import clean_koji_text
 from koji_mcp.server.tools.lifecycle import completion_fields
 from koji_mcp.server.tools.results import error_result, fail, ok
-from koji_mcp.interviews.views import interview_view, render_interview
+from koji_mcp.interviews.views import interview_view, render_interview, searchable_text
 
+logger = logging.getLogger(__name__)
 TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0
 
@@ -34,12 +37,12 @@ class InterviewResult(BaseModel):
     structured_answers: list[dict[str, Any]] = Field(
         default_factory=list,
         description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
-        "string; multiple_choice, ranking: list; yes_no: boolean), qualitativeAnswer, confidence, followUpInsights",
+        "string; multiple_choice, ranking: list; yes_no: bool), qualitativeAnswer, confidence, followUpInsights",
     )
     transcript: list[Any] | None = None
     next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
-    extra: dict[str, Any] | None = Field(None, description="Fields from Koji that koji-mcp does not know")
+    extra: dict[str, Any] | None = Field(None, description="Koji fields koji-mcp does not know")
 
 
 class InterviewList(BaseModel):
@@ -60,10 +63,8 @@ async def get_interview(
 ) -> Annotated[CallToolResult, InterviewResult]:
     """Read an interview from Koji: status, respondent, analysis and typed structured answers.
 
-    Use this tool to check an interview or report its results after complete_interview: summary,
-    themes, quality and structured answers. If analysis is pending it says when to check again.
-    Set include_transcript for the conversation.
-    Example: {"interview_id": "f8e7d6c5-...", "include_transcript": true}
+    Use this tool to check an interview or report its results after complete_interview. A pending
+    analysis says when to check again; include_transcript adds the conversation.
     """
     services: Services = ctx.request_context.lifespan_context
     owner = current_owner()
@@ -82,9 +83,21 @@ async def get_interview(
         if view["analysis_status"] != "pending" or anyio.current_time() + POLL_INTERVAL > deadline:
             break
         await anyio.sleep(POLL_INTERVAL)
-    _sync_ledger(services, owner, interview_id, view)
+    remember(services, owner, interview_id, raw, view)
     result = InterviewResult.model_validate(view)
     return ok(render_interview(result.model_dump(mode="json", exclude_none=True)), result)
+
+
+def remember(services: Services, owner: str, interview_id: str, raw: dict[str, Any], view: dict[str, Any]) -> None:
+    """What a read learnt from Koji goes into the ledger: the status, and the text `search` finds.
+
+    Bookkeeping only: a ledger that cannot be written must not hide what Koji answered.
+    """
+    try:
+        _sync_ledger(services, owner, interview_id, view)
+        services.ledger.index_text(interview_id, owner, **searchable_text(raw))
+    except sqlite3.Error:
+        logger.exception("could not update the ledger after reading interview %s", interview_id)
 
 
 def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[str, Any]) -> None:
@@ -109,9 +122,8 @@ async def list_interviews(
 ) -> Annotated[CallToolResult, InterviewList]:
     """List interviews this server started, newest first, from its local ledger.
 
-    Use this tool to find an interview_id, see who was invited or finished, or reconcile starts
-    whose outcome was 'unknown'. Interviews started elsewhere are not listed (Koji has no list API).
-    Example: {"status": "completed", "limit": 10}
+    Use this tool to find an interview_id, see who was invited or finished, or reconcile 'unknown'
+    starts. Interviews started elsewhere are missing (Koji has no list API).
     """
     services: Services = ctx.request_context.lifespan_context
     if status is not None and status not in STATUSES:

@@ -45,6 +45,7 @@ PERMISSION_FOR = {
     "send_interview_message": "interview:chat",
     "complete_interview": "interview:complete",
     "get_interview": "interview:read",
+    "fetch": "interview:read",
 }
 
 OUTCOME_TEXT = {

@@ -71,7 +71,8 @@ def describe_tool(tool: Tool) -> dict[str, Any]:
 
 
 def tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Flatten what pydantic adds for Python's sake: `title`s, and `anyOf [X, null]` with a null default.
+    """Flatten what pydantic adds for Python's sake: `title`s, `additionalProperties: true`, and
+    `anyOf [X, null]` with a null default.
 
     An optional field is simply one the caller may omit; the flat form is smaller and reads better
     in every client. Property *names* (keys under `properties`) are never touched.
@@ -84,8 +85,8 @@ def tidy_schema(schema: dict[str, Any]) -> dict[str, Any]:
             return node
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key == "title" and isinstance(value, str):
-                continue
+            if (key == "title" and isinstance(value, str)) or (key == "additionalProperties" and value is True):
+                continue  # a title is for Python; additionalProperties true is JSON Schema's default
             if key == "properties" and isinstance(value, dict):
                 out[key] = {name: walk(prop) for name, prop in value.items()}
             else:

@@ -37,12 +37,11 @@ async def start_interview(
     ] = None,
     locale: Locale | None = None,
 ) -> Annotated[CallToolResult, StartedInterview]:
-    """Start one Koji user-research interview; returns its id and the interviewer's first message.
+    """Start one Koji interview; returns its id and the interviewer's first message.
 
-    Use this tool when someone should be interviewed now (a "give feedback" click, a participant
-    who is ready, an interview in this chat). Each call spends Koji credits: never start the same
-    person twice. Relay answers with send_interview_message; the server keeps the session token.
-    Example: {"respondent": {"external_id": "u_123", "display_name": "Jane"}, "mode": "text"}
+    Use this tool when someone should be interviewed now. It spends Koji credits: never start the
+    same person twice. Relay answers with send_interview_message.
+    Example: {"respondent": {"external_id": "u_123", "display_name": "Jane"}}
     """
     services: Services = ctx.request_context.lifespan_context
     owner = current_owner()
