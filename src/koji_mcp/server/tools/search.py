@@ -105,7 +105,8 @@ def _title(entry: LedgerEntry) -> str:
 
 def _title_of(display_name: Any, external_id: Any, status: Any, created_at: Any) -> str:
     """'Jane (u-123), completed, started 2026-11-30': who, how far, when."""
-    who = " ".join(str(x) for x in (display_name, external_id and f"({external_id})") if x) or "Anonymous respondent"
+    who = (f"{display_name} ({external_id})" if display_name and external_id
+           else str(display_name or external_id or "Anonymous respondent"))
     parts = [clean_koji_text(who, 200)] + [clean_koji_text(str(x), 40) for x in (status,) if x]
     if created_at:
         parts.append(f"started {str(created_at)[:10]}")
