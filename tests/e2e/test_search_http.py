@@ -3,41 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from koji_mcp.sandbox import DEMO_KEY
-from tests.conftest import koji_mcp_command, subprocess_env
-from tests.e2e.test_http import free_port, wait_for_port
+from tests.e2e.test_auth_http import ALICE, BOB, as_client, authed  # noqa: F401 (authed: the fixture)
 
 pytestmark = pytest.mark.anyio
-ALICE = "alice-search-token-0123456789"
-BOB = "bob-search-token-0123456789ab"
-
-
-@pytest.fixture
-def server(sandbox, tmp_path):
-    port = free_port()
-    env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox.base_url, KOJI_MCP_STATE_DIR=str(tmp_path),
-                         KOJI_MCP_AUTH_TOKEN=f"alice={ALICE},bob={BOB}")
-    proc = subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port)],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        wait_for_port(port, proc)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def as_client(port: int, token: str) -> Client:
-    hc = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    return Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=hc), mode="legacy")
 
 
 async def results(c: Client, query: str) -> list[str]:
@@ -47,8 +19,8 @@ async def results(c: Client, query: str) -> list[str]:
     return [hit["id"] for hit in r.structured_content["results"]]
 
 
-async def test_search_and_fetch_see_only_the_callers_interviews(server, sandbox) -> None:
-    port = server
+async def test_search_and_fetch_see_only_the_callers_interviews(authed, sandbox) -> None:
+    port, _ = authed
     async with as_client(port, ALICE) as alice:
         started = await alice.call_tool("start_interview", {"respondent": {"external_id": "a-7", "display_name": "Ada"}})
         iid = started.structured_content["interview_id"]
