@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from koji_mcp.interviews.ledger import STATUSES
+from koji_mcp.interviews.ledger import STATUSES, fts_match
 from koji_mcp.koji.models import INTERVIEW_ID_PATTERN
 from koji_mcp.server.app import build_server
 from tests.conftest import make_settings
@@ -274,6 +274,15 @@ LIST_INTERVIEWS = st.one_of(
         },
     ),
 )
+# FTS5 syntax, our own quoting and words the known interviews hold ("Fuzz"), in any order and spacing
+fts_pieces = st.sampled_from(['"', '""', "*", "NEAR(", "NEAR", "OR", "AND", "NOT", "-", "^", ":", "(", ")", "{", "}",
+                              "+", ",", "Fuzz", "fuzz*", "x", "external_id:", "\x00", "\u202e"])
+fts_queries = st.one_of(st.lists(fts_pieces, max_size=8).map(" ".join), st.lists(fts_pieces, max_size=8).map("".join))
+SEARCH = st.one_of(
+    st.fixed_dictionaries({"query": st.one_of(fts_queries, names, weird_text)}),
+    arguments({"query": mostly(fts_queries, any_text, huge_text, wrong)}, {}),
+)
+FETCH = st.one_of(st.fixed_dictionaries({"id": live_ids}), arguments({"id": interview_ids}, {}))
 
 
 # -- the harness -----------------------------------------------------------------------------------
@@ -321,10 +330,11 @@ class FuzzSession:
         return result.structured_content["interview_id"]
 
     def resolve(self, args: Any) -> Any:
-        if isinstance(args, dict) and isinstance(args.get("interview_id"), _Fresh | _Known):
-            marker = args["interview_id"]
-            iid = self.start() if isinstance(marker, _Fresh) else self.known[marker.index]
-            return {**args, "interview_id": iid}
+        for key in ("interview_id", "id"):  # fetch names it `id`
+            if isinstance(args, dict) and isinstance(args.get(key), _Fresh | _Known):
+                marker = args[key]
+                iid = self.start() if isinstance(marker, _Fresh) else self.known[marker.index]
+                return {**args, key: iid}
         return args
 
     def check(self, name: str, args: Any) -> CallToolResult:
@@ -419,6 +429,32 @@ def test_list_interviews_survives_any_arguments(fuzz: FuzzSession) -> None:
     @given(args=LIST_INTERVIEWS)
     def run(args: Any) -> None:
         fuzz.check("list_interviews", args)
+
+    run()
+    fuzz.both_paths_seen()
+    fuzz.still_serving()
+
+
+def test_search_survives_any_arguments(fuzz: FuzzSession) -> None:
+    @FUZZ
+    @given(args=SEARCH)
+    def run(args: Any) -> None:
+        result = fuzz.check("search", args)
+        query = args.get("query") if isinstance(args, dict) and set(args) == {"query"} else None
+        if isinstance(query, str) and len(query) <= 500 and fts_match(query) is not None:
+            assert not result.is_error, (query, result.content[0].text)  # words are never a syntax error
+            assert len(result.structured_content["results"]) <= 20
+
+    run()
+    fuzz.both_paths_seen()
+    fuzz.still_serving()
+
+
+def test_fetch_survives_any_arguments(fuzz: FuzzSession) -> None:
+    @FUZZ
+    @given(args=FETCH)
+    def run(args: Any) -> None:
+        fuzz.check("fetch", args)
 
     run()
     fuzz.both_paths_seen()

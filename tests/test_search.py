@@ -187,9 +187,11 @@ def test_index_follows_the_ledger_and_a_v1_ledger_is_backfilled(tmp_path) -> Non
     # deleting a row (a released reservation) drops its index row too
     released = ledger.reserve(owner="alice", external_id="ext-4", display_name="Dee")
     ledger.release(released)
-    counts = [ledger._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("interviews", "interview_text")]
-    assert counts == [3, 3]
     ledger.close()
+    db = sqlite3.connect(tmp_path / LEDGER_FILE)
+    counts = [db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("interviews", "interview_text")]
+    assert counts == [3, 3]
+    db.close()
 
 
 def test_a_ledger_from_before_search_is_backfilled(tmp_path) -> None:
