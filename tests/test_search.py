@@ -141,7 +141,7 @@ async def test_fts_syntax_in_queries_is_just_text(legacy_client: Client, sandbox
         assert hits == [jane], (query, hits)
     # FTS5 operators are words like any other: they match only where they were said
     assert await ids(legacy_client, "NEAR") == []
-    assert fts_match('a" OR b* NEAR(c') == '"a"""* OR "OR"* OR "b*"* OR "NEAR(c"*'
+    assert fts_match('jane" OR doe* NEAR(kim u-1') == '"jane"""* OR "OR" OR "doe*"* OR "NEAR(kim"* OR "u-1"'
     over = await legacy_client.call_tool("search", {"query": "x" * 501})
     assert over.is_error and "query: String should have at most 500 characters" in over.content[0].text
 
@@ -152,8 +152,10 @@ async def test_at_most_twenty_results_exact_external_id_first(legacy_client: Cli
         assert not r.is_error
     hits = await search(legacy_client, "bulk")
     assert len(hits) == 20
-    assert (await search(legacy_client, "bulk-1"))[0]["title"].startswith("Interview: bulk-1, active, started")
+    [one] = await search(legacy_client, "bulk-1")  # short last words match whole: not bulk-10 to bulk-19
+    assert one["title"].startswith("Interview: bulk-1, active, started 20")
     assert [h["title"].split(",")[0] for h in await search(legacy_client, "bulk-17")] == ["Interview: bulk-17"]
+    assert len(await search(legacy_client, "bul")) == 20  # three characters or more: a prefix
 
 
 async def test_fetch_unknown_id_and_bad_id(legacy_client: Client) -> None:

@@ -31,7 +31,7 @@ from koji_mcp.text import clean_koji_text
 
 LEDGER_FILE = "ledger.sqlite3"
 LOCAL_OWNER = "local"
-_WORD = re.compile(r"[^\W_]")  # a letter or digit: what the FTS5 tokenizer keeps
+_WORDS = re.compile(r"[^\W_]+")  # letters and digits: what the FTS5 tokenizer keeps
 
 _MIGRATIONS: list[str] = [
     # v1
@@ -404,14 +404,18 @@ class Ledger:
 def fts_match(query: str) -> str | None:
     """Plain user text as an FTS5 query that cannot be FTS5 syntax; None when it holds no words.
 
-    Each whitespace-separated chunk with a letter or digit becomes a quoted phrase (quotes doubled),
-    matched as a prefix; the phrases are OR-ed, so bm25 ranks interviews matching more of them first.
+    Each whitespace-separated chunk with a letter or digit becomes a quoted phrase (quotes doubled);
+    the phrases are OR-ed, so bm25 ranks interviews matching more of them first. A phrase whose last
+    word has 3+ characters also matches as a prefix ("dash" finds "dashboards"); shorter ones match
+    whole words, so "u-1" is not "u-10" and "a" does not scan every word starting with a.
     `NEAR(`, `OR`, `*`, `-` or `"` in the text are just characters inside a phrase (or dropped).
     """
-    chunks = [chunk for chunk in clean_koji_text(query, 1_000).split() if _WORD.search(chunk)]
-    if not chunks:
-        return None
-    return " OR ".join('"' + chunk.replace('"', '""') + '"*' for chunk in chunks[:MAX_SEARCH_WORDS])
+    phrases = []
+    for chunk in clean_koji_text(query, 1_000).split():
+        words = _WORDS.findall(chunk)
+        if words:
+            phrases.append('"' + chunk.replace('"', '""') + '"' + ("*" if len(words[-1]) >= 3 else ""))
+    return " OR ".join(phrases[:MAX_SEARCH_WORDS]) or None
 
 
 def _statements(script: str) -> Iterator[str]:
