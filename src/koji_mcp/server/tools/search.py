@@ -107,7 +107,9 @@ def _title_of(display_name: Any, external_id: Any, status: Any, created_at: Any)
     """'Jane (u-123), completed, started 2026-11-30': who, how far, when."""
     who = (f"{display_name} ({external_id})" if display_name and external_id
            else str(display_name or external_id or "Anonymous respondent"))
-    parts = [clean_koji_text(who, 200)] + [clean_koji_text(str(x), 40) for x in (status,) if x]
+    parts = [clean_koji_text(who, 200)]
+    if status:
+        parts.append(clean_koji_text(str(status), 40))
     if created_at:
         parts.append(f"started {str(created_at)[:10]}")
     return "Interview: " + ", ".join(parts)
