@@ -23,6 +23,7 @@ from koji_mcp.config import Settings
 from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.server.log_level_and_completions import LOCALES, MAX_VALUES
 from koji_mcp.server.app import build_server
+from tests.conftest import seed
 
 pytestmark = pytest.mark.anyio
 
@@ -169,7 +170,7 @@ async def test_interview_id_completion_caps_at_100_values(settings: Settings, sa
     ledger = Ledger.open(settings.state_dir, sandbox.base_url)
     try:
         for n in range(MAX_VALUES + 30):
-            ledger.record_start(interview_id=f"int_{n:04d}", session_token=f"st_{n}")
+            seed(ledger, f"int_{n:04d}", f"st_{n}")
     finally:
         ledger.close()
     async with Client(build_server(settings), mode="legacy") as client:

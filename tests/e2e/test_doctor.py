@@ -26,7 +26,7 @@ from koji_mcp.sandbox import (
     SandboxConfig,
     SandboxServer,
 )
-from tests.conftest import koji_mcp_command, subprocess_env
+from tests.conftest import koji_mcp_command, subprocess_env, seed
 
 FIX_STATE = "set KOJI_MCP_STATE_DIR (or --state-dir) to a writable directory"
 FAILED = "1 check(s) failed: fix the lines marked ✗ above, then run `koji-mcp doctor` again."
@@ -80,10 +80,10 @@ def test_all_green_against_the_sandbox(doctor, sandbox, tmp_path) -> None:
 def test_counts_the_ledgers_interviews(doctor, sandbox, tmp_path) -> None:
     state = tmp_path / "state"
     with closing(Ledger.open(str(state), sandbox.base_url)) as ledger:
-        ledger.record_start(interview_id="a", session_token="st_a")
-        ledger.record_start(interview_id="b", session_token="st_b", owner="alice")
+        seed(ledger, "a", "st_a")
+        seed(ledger, "b", "st_b", owner="alice")
     with closing(Ledger.open(str(state), "https://koji.so")) as other:
-        other.record_start(interview_id="c", session_token="st_c")
+        seed(other, "c", "st_c")
     code, lines = doctor("--base-url", sandbox.base_url)
     assert code == 0
     assert lines[3] == state_line(state, sandbox.base_url, 2, created=False, extra=" (3 in all)")

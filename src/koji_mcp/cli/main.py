@@ -7,12 +7,11 @@ Subcommand modules are imported lazily so that starting the server imports only 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from koji_mcp import __version__
-from koji_mcp.config import EXIT_USAGE
+from koji_mcp.config import EXIT_USAGE, LOG_LEVELS
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
 
@@ -65,8 +64,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", metavar="URL",
                    help="the URL clients use to reach this server, e.g. https://mcp.example.com (for the OAuth "
                    "protected-resource metadata; default http://HOST:PORT)")
-    p.add_argument("--log-level", default=os.environ.get("KOJI_MCP_LOG_LEVEL", "INFO"),
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (default INFO)")
+    p.add_argument("--log-level", choices=LOG_LEVELS,
+                   help="stderr log level (env KOJI_MCP_LOG_LEVEL; default INFO)")
 
 
 def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,7 +114,7 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="also start participants whose external_id is already in the ledger")
     p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
-    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    p.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
                    help="stderr log level (default WARNING)")
 
 

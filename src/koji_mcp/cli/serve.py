@@ -9,8 +9,8 @@ import sys
 
 import anyio
 
-from koji_mcp.server.auth import AuthConfigError, is_loopback, parse_tokens
-from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
+from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
+from koji_mcp.server.auth import AuthConfigError, parse_tokens
 from koji_mcp.logs import setup_logging
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
@@ -25,16 +25,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sandbox=True if args.sandbox else None,
         read_only=args.read_only,
         tools=args.tools,
+        log_level=args.log_level,
+        auth_tokens=args.auth_token,
     )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
     try:
         settings = settings_from_args(args)
+        setup_logging(settings.log_level)
         settings.require_api_key()
         check_tool_names(settings.tools)
-        tokens = parse_tokens(args.auth_token)
+        tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
         check_exposure(args, tokens)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)

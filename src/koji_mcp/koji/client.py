@@ -26,14 +26,22 @@ from pydantic import ValidationError
 from koji_mcp import USER_AGENT
 from koji_mcp.config import Settings
 from koji_mcp.koji.errors import (
-    KojiAPIError,
+    COMPLETE,
+    MESSAGE,
+    READ,
+    START,
+    Endpoint,
+    Forbidden,
     KojiConnectError,
     KojiProtocolError,
     KojiRateLimited,
     KojiTimeout,
     KojiUnavailable,
+    NotKoji,
+    Redirected,
+    api_error,
 )
-from koji_mcp.logs import redact
+from koji_mcp.logs import mask_secrets
 from koji_mcp.koji.models import ErrorBody, StartRequest, StartResponse
 from koji_mcp.koji.ratelimit import Pacer, RateLimitTracker, WaitTooLong
 from koji_mcp.koji.replies import (
@@ -125,18 +133,12 @@ class KojiClient:
         if self._client is not None:
             await self._client.aclose()
 
-    async def __aenter__(self) -> KojiClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     # -- endpoints ------------------------------------------------------------------------------
 
     async def start_interview(self, request: StartRequest, *, max_wait: float | None = None) -> StartResponse:
         """POST /api/v1/interviews/start. Never retried once it may have reached Koji."""
         response = await self.request("POST", START_PATH, json=request.to_body(), max_wait=max_wait)
-        self.raise_for_error(response, sent=True)
+        self.raise_for_error(response, START, sent=True)
         try:
             return StartResponse.model_validate(response.json())
         except (ValueError, ValidationError):
@@ -156,7 +158,7 @@ class KojiClient:
             )
 
         response = await self._with_fallback("message", MESSAGE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True, secrets=(session_token,))
+        self.raise_for_error(response, MESSAGE, sent=True, secrets=(session_token,))
         try:
             if response.content_type == "text/event-stream":
                 return parse_sse_reply(response.content.decode("utf-8", "replace"))
@@ -183,13 +185,13 @@ class KojiClient:
             )
 
         response = await self._with_fallback("complete", COMPLETE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True, secrets=(session_token,))
+        self.raise_for_error(response, COMPLETE, sent=True, secrets=(session_token,))
         return _json_object(response, "completion")
 
     async def get_interview(self, interview_id: str) -> dict[str, Any]:
         """GET the interview: status, transcript, analysis. Unknown fields are kept."""
         response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
-        self.raise_for_error(response, sent=False)  # a read changes nothing at Koji
+        self.raise_for_error(response, READ, sent=False)  # a read changes nothing at Koji
         return _json_object(response, "interview")
 
     async def _with_fallback(
@@ -320,11 +322,14 @@ class KojiClient:
                 chunks.append(chunk)
         return KojiResponse(response.status_code, response.headers, b"".join(chunks))
 
-    def raise_for_error(self, response: KojiResponse, *, sent: bool, secrets: tuple[str, ...] = ()) -> None:
-        """Turn a non-2xx answer into the matching exception (429 is handled in `request`).
+    def raise_for_error(
+        self, response: KojiResponse, endpoint: Endpoint, *, sent: bool, secrets: tuple[str, ...] = ()
+    ) -> None:
+        """Turn a non-2xx answer into the typed error that says what it means on `endpoint`.
 
-        `sent` says whether the request may have acted at Koji (so a 5xx leaves its outcome
-        unknown). Upstream text is scrubbed of our own credentials before it goes anywhere.
+        (429 is handled in `request`.) `sent` says whether the request may have acted at Koji (so
+        a 5xx leaves its outcome unknown). Upstream text is scrubbed of our own credentials
+        before it goes anywhere.
         """
         if 200 <= response.status < 300:
             return
@@ -340,22 +345,17 @@ class KojiClient:
                 status=response.status,
                 outcome="unknown" if sent else "rejected",
             )
+        if 300 <= response.status < 400:
+            location = scrub(response.headers.get("location", "?"))
+            raise Redirected(response.status, f"Koji's base URL redirects ({response.status}) to {location}",
+                             location=location)
         if body is None:
-            raise KojiAPIError(
+            raise NotKoji(
                 response.status,
                 None,
                 scrub(f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})"),
-                has_koji_body=False,
             )
-        raise KojiAPIError(response.status, scrub(body.error)[:100], scrub(body.message))
-
-
-def mask_secrets(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace each known secret (and anything secret-shaped) with its masked prefix."""
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, f"{secret[:4]}…")
-    return redact(text)
+        raise api_error(endpoint, response.status, scrub(body.error)[:100], scrub(body.message))
 
 
 def route_missing(response: KojiResponse) -> bool:
