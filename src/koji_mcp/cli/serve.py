@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import sys
 
 import anyio
 
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
 from koji_mcp.server.auth import AuthConfigError, parse_tokens
+from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.logs import setup_logging
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
@@ -46,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning(settings.key_warning)
     try:
         anyio.run(_serve, settings, args)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StorageError) as exc:
         print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

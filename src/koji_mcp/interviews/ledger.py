@@ -134,13 +134,14 @@ class Ledger:
         self._lock = threading.Lock()
         if path != MEMORY_STATE_DIR:
             _prepare_file(Path(path))
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        if path != MEMORY_STATE_DIR:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        with _storage("opened"):
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.row_factory = sqlite3.Row
+            if path != MEMORY_STATE_DIR:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
 
     @classmethod
     def open(cls, state_dir: str, base_url: str) -> Ledger:

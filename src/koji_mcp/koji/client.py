@@ -30,8 +30,11 @@ from koji_mcp.koji.errors import (
     MESSAGE,
     READ,
     START,
+    BadRequest,
+    Conflict,
     Endpoint,
-    Forbidden,
+    NotFound,
+    SessionGone,
     KojiConnectError,
     KojiProtocolError,
     KojiRateLimited,
@@ -63,6 +66,8 @@ INTERVIEW_PATH = "/api/v1/interviews/{id}"
 MESSAGE_ROUTES = ("/api/v1/interviews/{id}/message", "/api/v1/interviews/{id}/messages")
 COMPLETE_ROUTES = ("/api/interview/complete", "/api/v1/interviews/{id}/complete")
 MESSAGE_ACCEPT = "text/event-stream, application/json"
+PROBE_INTERVIEW_ID = "00000000-0000-0000-0000-000000000000"  # no interview has it
+PROBE_TOKEN = "koji-mcp-doctor-probe"
 CONNECT_RETRIES = 2
 RATE_LIMIT_RETRIES = 2
 SERVER_ERROR_RETRIES = 2  # GET only
@@ -193,6 +198,41 @@ class KojiClient:
         response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
         self.raise_for_error(response, READ, sent=False)  # a read changes nothing at Koji
         return _json_object(response, "interview")
+
+    async def probe(self, endpoint: Endpoint) -> None:
+        """Check that the key may use `endpoint`, with a request Koji must refuse: no credit is spent.
+
+        Koji checks the key's permission before the request itself (koji-api.md §5.2), so a refusal
+        *other* than 403 (400 for an invalid start or completion, 404 for the made-up interview,
+        401 for its made-up session token) proves the permission is there. Returns normally then;
+        raises Forbidden when the permission is missing, and the usual typed errors otherwise
+        (Unauthorized, NotKoji, KojiRateLimited, KojiConnectError, …). 429 waits are not taken.
+        """
+        path = quote(PROBE_INTERVIEW_ID, safe="")
+        probe = {"X-Session-Token": PROBE_TOKEN}
+        if endpoint is START:  # invalid on two counts: Koji must answer 400 before starting anything
+            response = await self.request("POST", START_PATH, json={"respondent": PROBE_TOKEN, "mode": PROBE_TOKEN},
+                                          max_wait=0)
+        elif endpoint is MESSAGE:
+            response = await self._with_fallback("message", MESSAGE_ROUTES, lambda route: self.request(
+                "POST", route.format(id=path), json={}, headers=probe, max_wait=0))
+        elif endpoint is COMPLETE:
+            response = await self._with_fallback("complete", COMPLETE_ROUTES, lambda route: self.request(
+                "POST", route.format(id=path), json={"interview_id": PROBE_INTERVIEW_ID, "reason": PROBE_TOKEN},
+                headers=probe, max_wait=0))
+        else:
+            response = await self.request("GET", INTERVIEW_PATH.format(id=path), max_wait=0)
+        if 200 <= response.status < 300:
+            if endpoint is READ:
+                return
+            raise KojiProtocolError(
+                f"Koji accepted an invalid probe request ({response.status}) instead of refusing it",
+                status=response.status,
+            )
+        try:
+            self.raise_for_error(response, endpoint, sent=False)
+        except (BadRequest, NotFound, SessionGone, Conflict):
+            return  # Koji checked the permission, then refused the request itself
 
     async def _with_fallback(
         self, kind: str, routes: tuple[str, ...], attempt: Callable[[str], Awaitable[KojiResponse]]
