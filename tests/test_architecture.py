@@ -161,3 +161,60 @@ def _with_extra(planted: Path):
             yield planted
 
     return rglob
+
+
+# Which test modules cover each src module (the sandbox has its own folder, tests/sandbox/).
+# A new src module must be added here with the tests that cover it; a named test file must exist.
+COVERED_BY: dict[str, tuple[str, ...]] = {
+    "koji_mcp": ("test_packaging.py",),
+    "koji_mcp.__main__": ("e2e/test_stdio.py",),
+    "koji_mcp.config": ("test_config_and_logs.py",),
+    "koji_mcp.logs": ("test_config_and_logs.py", "test_secrets.py"),
+    "koji_mcp.text": ("test_text.py",),
+    "koji_mcp.koji": ("test_koji_client.py",),
+    "koji_mcp.koji.client": ("test_koji_client.py", "test_fault_matrix.py"),
+    "koji_mcp.koji.errors": ("test_koji_client.py", "test_start_errors.py"),
+    "koji_mcp.koji.models": ("test_start_interview.py", "test_fuzz.py"),
+    "koji_mcp.koji.ratelimit": ("test_config_and_logs.py", "test_start_errors.py"),
+    "koji_mcp.koji.replies": ("test_lifecycle.py",),
+    "koji_mcp.interviews": ("test_ledger.py",),
+    "koji_mcp.interviews.ledger": ("test_ledger.py",),
+    "koji_mcp.interviews.start_once": ("test_start_once.py", "test_start_errors.py"),
+    "koji_mcp.interviews.batches": ("test_batch.py",),
+    "koji_mcp.interviews.views": ("test_lifecycle.py", "test_fuzz.py"),
+    "koji_mcp.interviews.services": ("test_start_once.py", "test_fault_matrix.py"),
+    "koji_mcp.server": ("e2e/test_http.py",),
+    "koji_mcp.server.app": ("e2e/test_http.py", "test_tool_filters.py"),
+    "koji_mcp.server.auth": ("e2e/test_auth_http.py",),
+    "koji_mcp.server.sdk": ("test_log_level_and_completions.py",),
+    "koji_mcp.server.log_level_and_completions": ("test_log_level_and_completions.py",),
+    "koji_mcp.server.prompts": ("test_lifecycle.py",),
+    "koji_mcp.server.resources": ("test_lifecycle.py", "test_secrets.py"),
+    "koji_mcp.server.tools": ("test_tool_filters.py", "test_tool_surface.py"),
+    "koji_mcp.server.tools.catalog": ("test_tool_surface.py",),
+    "koji_mcp.server.tools.schema": ("test_tool_surface.py", "test_start_interview.py"),
+    "koji_mcp.server.tools.results": ("test_start_errors.py", "test_fault_matrix.py"),
+    "koji_mcp.server.tools.start": ("test_start_interview.py", "test_start_errors.py"),
+    "koji_mcp.server.tools.batch": ("test_batch.py",),
+    "koji_mcp.server.tools.lifecycle": ("test_lifecycle.py",),
+    "koji_mcp.server.tools.read": ("test_lifecycle.py",),
+    "koji_mcp.cli": ("e2e/test_stdio.py",),
+    "koji_mcp.cli.main": ("e2e/test_stdio.py", "e2e/test_doctor.py"),
+    "koji_mcp.cli.serve": ("e2e/test_stdio.py", "e2e/test_http.py"),
+    "koji_mcp.cli.sandbox": ("e2e/test_sandbox_cli.py",),
+    "koji_mcp.cli.demo": ("e2e/test_sandbox_cli.py",),
+    "koji_mcp.cli.batch": ("e2e/test_batch_cli.py",),
+    "koji_mcp.cli.doctor": ("e2e/test_doctor.py",),
+    "koji_mcp.cli.host_config": ("test_config_command.py",),
+    "koji_mcp.cli.participants": ("test_participants.py",),
+}
+
+
+def test_every_src_module_has_named_tests() -> None:
+    modules = {m for m in graph() if folder(m) != "sandbox"}
+    assert sorted(modules - set(COVERED_BY)) == [], "add the new module to COVERED_BY with the tests that cover it"
+    assert sorted(set(COVERED_BY) - modules) == [], "COVERED_BY names a module that no longer exists"
+    tests = Path(__file__).parent
+    missing = sorted({f for files in COVERED_BY.values() for f in files if not (tests / f).is_file()})
+    assert missing == []
+    assert (tests / "sandbox").is_dir() and list((tests / "sandbox").glob("test_*.py"))

@@ -91,9 +91,15 @@ async def test_unknown_outcome_is_recorded_in_the_ledger(sandbox, settings) -> N
     sandbox.fault(path=START, status=502, after_processing=True, body="gateway", content_type="text/plain")
     async with Client(build_server(settings), mode="legacy") as c:
         result = await c.call_tool("start_interview", {"respondent": {"external_id": "u-7"}})
+        listed = await c.call_tool("list_interviews", {"status": "unknown"})
     assert result.is_error
     assert "Recorded in the ledger as unknown-" in result.content[0].text
     assert len(sandbox.interviews()) == 1  # Koji did start it: that's why we must not retry
+    # list_interviews says why the start is 'unknown', in text and structured content
+    note = "Koji returned HTTP 502 (text/plain: 'gateway')"
+    [item] = listed.structured_content["interviews"]
+    assert item["status"] == "unknown" and item["note"] == note
+    assert listed.content[0].text.splitlines()[1].endswith(f" - {note}")
 
     from koji_mcp.interviews.ledger import Ledger
 
@@ -237,3 +243,17 @@ async def test_a_batch_stops_when_the_ledger_fails_after_planning(sandbox, setti
     assert counts["started"] == 0 and counts["failed"] >= 1 and counts["failed"] + counts["not_reached"] == 5
     assert result.structured_content["outcomes"][0]["error_code"] == "StorageError"
     assert sandbox.requests() == []
+
+
+async def test_an_undecodable_body_is_a_clear_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                              content=b"definitely not gzip")
+
+    settings = make_settings("http://koji.test")
+    async with open_services(settings, transport=httpx.MockTransport(handler)) as services:
+        async with Client(build_server(settings, services), mode="legacy") as c:
+            r = await c.call_tool("start_interview", {})
+    assert r.is_error
+    assert r.content[0].text.startswith("Koji is unavailable or answered badly: Koji's answer could not be decoded")
+    assert "Outcome unknown" in r.content[0].text

@@ -31,7 +31,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         description="Run the koji-mcp MCP server. Hosts such as Claude Desktop launch it over stdio; "
         "use --transport streamable-http or sse to serve MCP clients over HTTP.",
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
-        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS. "
+        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
+        "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",

@@ -188,3 +188,17 @@ async def test_other_references_complete_to_nothing(client: Client) -> None:
     assert (await completions(client, PromptReference(name="invite_participants"), "locale", "e")).values == []
     other = ResourceTemplateReference(uri="koji://other/{interview_id}")
     assert (await completions(client, other, "interview_id", "")).values == []
+
+
+def test_the_one_private_sdk_attribute_is_still_where_we_reach_it(settings: Settings) -> None:
+    """server/sdk.py reaches MCPServer._lowlevel_server (no public way to add logging/setLevel):
+    this fails loudly the day the SDK moves it."""
+    from koji_mcp.server.sdk import lowlevel_server
+
+    server = build_server(settings)
+    lowlevel = lowlevel_server(server)
+    assert lowlevel is server._lowlevel_server
+    assert lowlevel.get_request_handler("logging/setLevel") is not None
+    assert lowlevel.get_request_handler("completion/complete") is not None
+    with pytest.raises(RuntimeError, match="no longer keeps its low-level server in MCPServer._lowlevel_server"):
+        lowlevel_server(object())  # type: ignore[arg-type]
