@@ -122,9 +122,10 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
 def _doctor_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check the API key, the base URL, Koji's answer and the state directory",
-        description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
-        "if any check fails.",
+        help="check the API key, its permissions, the base URL, Koji's answer and the state directory",
+        description="Check the setup step by step, one line per check, and say what to fix. Each permission "
+        "the enabled tools need is probed with a request Koji must refuse (no credit is spent). Ends with "
+        "'N problems, M warnings'; exit code 1 when a problem means a tool cannot work.",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 
