@@ -101,7 +101,11 @@ class Settings(BaseModel):
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
         if env.get("KOJI_MCP_LOG_LEVEL"):
-            values["log_level"] = env["KOJI_MCP_LOG_LEVEL"].strip().upper()
+            level = env["KOJI_MCP_LOG_LEVEL"].strip().upper()
+            if level not in LOG_LEVELS:
+                raise ConfigError(f"KOJI_MCP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
+                                  f"(got {env['KOJI_MCP_LOG_LEVEL']!r})")
+            values["log_level"] = level
         # Tokens from the environment and from flags add up (each names its own client).
         values["auth_tokens"] = (*_names(env.get("KOJI_MCP_AUTH_TOKEN") or ""), *_names_of(flags.pop("auth_tokens", None)))
         for name, value in flags.items():
