@@ -99,3 +99,9 @@ def koji_mcp_command() -> list[str]:
     """The installed console script when present, else the module (same entry point)."""
     script = Path(sys.executable).with_name("koji-mcp")
     return [str(script)] if script.exists() else [sys.executable, "-m", "koji_mcp"]
+
+
+def seed(ledger: Any, interview_id: str, session_token: str, owner: str = "local", **who: Any) -> None:
+    """A started interview in the ledger, written as start_once writes one: reserve, then confirm."""
+    seq = ledger.reserve(owner=owner, **who)
+    ledger.confirm(seq, interview_id=interview_id, session_token=session_token, initial_message=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import anyio
 import httpx
 import pytest
 from mcp import Client
@@ -131,3 +132,21 @@ async def test_injected_429s_are_waited_out_and_retried(legacy_client: Client, s
     assert r.structured_content["counts"]["started"] == 5
     assert starts_by_external_id(sandbox.base_url) == Counter({f"p{i}": 1 for i in range(5)})
     assert [x["status"] for x in sandbox.requests()].count(429) == 2
+
+
+async def test_two_overlapping_batches_never_invite_anyone_twice(sandbox, settings) -> None:
+    sandbox.fault(path=START, delay=0.1, times=1000)  # slow Koji: the batches overlap for real
+    people = [{"external_id": f"o{i}"} for i in range(10)]
+    results = []
+    async with Client(build_server(settings), mode="legacy") as c:
+        async def batch(delay: float) -> None:
+            await anyio.sleep(delay)
+            results.append(await c.call_tool("start_interviews", {"respondents": people}))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(batch, 0.0)
+            group.start_soon(batch, 0.25)
+    started = Counter(r["json"]["respondent"]["external_id"] for r in sandbox.requests() if r["status"] == 201)
+    assert started == Counter({f"o{i}": 1 for i in range(10)})
+    kinds = Counter(o["outcome"] for r in results for o in r.structured_content["outcomes"])
+    assert kinds == Counter({"started": 10, "skipped": 10})

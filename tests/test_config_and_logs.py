@@ -20,6 +20,36 @@ def test_env_is_read_and_flags_win() -> None:
     assert s.read_only is True and s.tools == ("a", "b")
 
 
+def test_log_level_and_auth_tokens_are_settings_too() -> None:
+    """One declaration per setting: KOJI_MCP_LOG_LEVEL and KOJI_MCP_AUTH_TOKEN are read here, nowhere else."""
+    env = {"KOJI_MCP_LOG_LEVEL": "debug", "KOJI_MCP_AUTH_TOKEN": "alice=" + "a" * 20 + ", bob=" + "b" * 20}
+    s = Settings.load(env, auth_tokens=["carol=" + "c" * 20])
+    assert s.log_level == "DEBUG"
+    assert [t.get_secret_value()[:4] for t in s.auth_tokens] == ["alic", "bob=", "caro"]  # env and flags add up
+    assert "aaaa" not in repr(s)
+    assert Settings.load(env, log_level="ERROR").log_level == "ERROR"  # the flag wins
+    assert Settings.load({}).log_level == "INFO" and Settings.load({}).auth_tokens == ()
+    with pytest.raises(ConfigError) as info:
+        Settings.load({"KOJI_MCP_LOG_LEVEL": "loud"})
+    assert str(info.value) == "KOJI_MCP_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR (got 'loud')"
+
+
+def test_no_module_reads_the_environment_but_config() -> None:
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "koji_mcp"
+    readers = []
+    for path in src.rglob("*.py"):
+        if "sandbox" in path.relative_to(src).parts[:1] or path.name == "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
+                readers.append(f"{path.relative_to(src)}:{node.lineno}")
+    # demo.py builds its child's environment (PYTHONPATH); host_config.py finds hosts' config folders.
+    assert sorted({r.split(":")[0] for r in readers}) == ["cli/demo.py", "cli/host_config.py"], readers
+
+
 def test_defaults() -> None:
     s = Settings.load({"HOME": "/home/u"})
     assert s.api_key is None and s.base_url == "https://koji.so" and s.timeout == 30 and s.connect_timeout == 5

@@ -17,7 +17,7 @@ from mcp import Client
 
 from koji_mcp.interviews.ledger import _MIGRATIONS, LEDGER_FILE, Ledger
 from koji_mcp.server.app import build_server
-from tests.conftest import subprocess_env
+from tests.conftest import subprocess_env, seed
 
 pytestmark = pytest.mark.anyio
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 def test_files_are_private_and_schema_is_versioned(tmp_path) -> None:
     state = tmp_path / "state" / "nested"
     ledger = Ledger.open(str(state), "http://k")
-    ledger.record_start(interview_id="i1", session_token="st_live_secret")
+    seed(ledger, "i1", "st_live_secret")
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / LEDGER_FILE).stat().st_mode) == 0o600
     db = sqlite3.connect(state / LEDGER_FILE)
@@ -49,7 +49,7 @@ def test_newer_schema_is_refused_clearly(tmp_path) -> None:
 def test_rows_are_scoped_by_owner_and_base_url(tmp_path) -> None:
     a = Ledger.open(str(tmp_path), "http://sandbox")
     b = Ledger.open(str(tmp_path), "https://koji.so")
-    a.record_start(interview_id="i1", session_token="t", owner="alice")
+    seed(a, "i1", "t", owner="alice")
     assert a.get("i1", "alice") is not None
     assert a.get("i1", "bob") is None and a.get("i1") is None
     assert b.get("i1", "alice") is None
@@ -57,7 +57,7 @@ def test_rows_are_scoped_by_owner_and_base_url(tmp_path) -> None:
 
 def test_memory_ledger_keeps_nothing_on_disk(tmp_path) -> None:
     ledger = Ledger.open(":memory:", "http://k")
-    ledger.record_start(interview_id="i1", session_token="t")
+    seed(ledger, "i1", "t")
     assert ledger.get("i1") is not None and list(tmp_path.iterdir()) == []
 
 
@@ -66,7 +66,7 @@ def test_threads_writing_at_once_lose_nothing(tmp_path) -> None:
 
     def writer(n: int) -> None:
         for i in range(50):
-            ledger.record_start(interview_id=f"t{n}-{i}", session_token=f"st_{n}_{i}")
+            seed(ledger, f"t{n}-{i}", f"st_{n}_{i}")
             ledger.update_status(f"t{n}-{i}", "local", "ended")
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
@@ -101,7 +101,8 @@ ledger = Ledger.open(sys.argv[1], "http://k")
 i = 0
 print("ready", flush=True)
 while True:
-    ledger.record_start(interview_id=f"k{i}", session_token=f"st_live_{i}", metadata={"i": i})
+    seq = ledger.reserve(metadata={"i": i})
+    ledger.confirm(seq, interview_id=f"k{i}", session_token=f"st_live_{i}", initial_message=None)
     ledger.update_status(f"k{i}", "local", "completed", completion={"completion_reason": "manual"})
     i += 1
 """
@@ -121,6 +122,9 @@ def test_kill_9_during_writes_leaves_a_consistent_ledger(tmp_path) -> None:
     entries, total = ledger.list(limit=100_000)
     assert total > 10
     for e in entries:  # every row that exists is whole: token, metadata, and a consistent status
+        if e.status == "starting":  # killed between reserve and confirm: a trace, as start_once intends
+            assert e.session_token is None and e.interview_id.startswith("pending-") and e.metadata
+            continue
         assert e.session_token == f"st_live_{e.interview_id[1:]}" and e.metadata == {"i": int(e.interview_id[1:])}
         assert e.status in {"active", "completed"}
         assert (e.status == "completed") == (e.completed_at is not None)

@@ -249,3 +249,19 @@ async def test_prompts(legacy_client: Client) -> None:
     text = got.messages[0].content.text
     assert 'start_interview with respondent {"display_name": "Jane"} and locale "es"' in text
     assert "send_interview_message" in text and "complete_interview" in text
+
+
+async def test_odd_completion_and_interview_bodies_are_not_called_invalid_arguments(legacy_client, sandbox) -> None:
+    r = await legacy_client.call_tool("start_interview", {})
+    iid = r.structured_content["interview_id"]
+    sandbox.fault(path="/api/interview/complete", status=200,
+                  json={"interview_id": iid, "status": "completed", "completed_at": 1705312860})
+    done = await legacy_client.call_tool("complete_interview", {"interview_id": iid})
+    assert not done.is_error, done.content[0].text
+    assert done.structured_content["completed_at"] == "1705312860"
+    sandbox.fault(path=f"/api/v1/interviews/{iid}", method="GET", status=200,
+                  json={"interview_id": iid, "status": "active", "respondent": "r_123", "transcript": ["hello", 7]})
+    got = await legacy_client.call_tool("get_interview", {"interview_id": iid, "include_transcript": True})
+    assert not got.is_error, got.content[0].text
+    assert got.structured_content["respondent"] == {"value": "r_123"}
+    assert [m["content"] for m in got.structured_content["transcript"]] == ["hello", "7"]

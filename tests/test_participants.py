@@ -8,6 +8,7 @@ from koji_mcp.cli.participants import (
     ParticipantsError,
     parse_participants,
     read_participants,
+    typed,
 )
 
 
@@ -74,3 +75,8 @@ def test_file_level_errors(tmp_path) -> None:
         read_participants(latin)
     with pytest.raises(ParticipantsError, match="more than 2 participants"):
         parse_participants("external_id\na\nb\nc\n", max_rows=2)
+
+
+def test_big_csv_numbers_stay_exact() -> None:
+    assert typed("12345678901234567890") == 12345678901234567890
+    assert typed("9007199254740993") == 9007199254740993

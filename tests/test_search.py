@@ -171,7 +171,8 @@ async def test_fetch_unknown_id_and_bad_id(legacy_client: Client) -> None:
 
 def test_index_follows_the_ledger_and_a_v1_ledger_is_backfilled(tmp_path) -> None:
     ledger = Ledger.open(str(tmp_path), "http://sandbox")
-    ledger.record_start(interview_id="i1", session_token="t", owner="alice", external_id="ext-1", display_name="Ann")
+    first = ledger.reserve(owner="alice", external_id="ext-1", display_name="Ann")
+    ledger.confirm(first, interview_id="i1", session_token="t", initial_message=None)
     seq = ledger.reserve(owner="alice", external_id="ext-2", display_name="Ben")
     unknown = ledger.reserve(owner="alice", external_id="ext-3", display_name="Cy")
     ledger.mark_unknown(unknown, "timed out")

@@ -18,6 +18,8 @@ from koji_mcp.sandbox import (
     SandboxConfig,
     SandboxServer,
 )
+from koji_mcp.interviews.ledger import StorageError
+from koji_mcp.interviews.services import open_services
 from koji_mcp.server.app import build_server
 from tests.conftest import make_settings
 
@@ -89,9 +91,15 @@ async def test_unknown_outcome_is_recorded_in_the_ledger(sandbox, settings) -> N
     sandbox.fault(path=START, status=502, after_processing=True, body="gateway", content_type="text/plain")
     async with Client(build_server(settings), mode="legacy") as c:
         result = await c.call_tool("start_interview", {"respondent": {"external_id": "u-7"}})
+        listed = await c.call_tool("list_interviews", {"status": "unknown"})
     assert result.is_error
     assert "Recorded in the ledger as unknown-" in result.content[0].text
     assert len(sandbox.interviews()) == 1  # Koji did start it: that's why we must not retry
+    # list_interviews says why the start is 'unknown', in text and structured content
+    note = "Koji returned HTTP 502 (text/plain: 'gateway')"
+    [item] = listed.structured_content["interviews"]
+    assert item["status"] == "unknown" and item["note"] == note
+    assert listed.content[0].text.splitlines()[1].endswith(f" - {note}")
 
     from koji_mcp.interviews.ledger import Ledger
 
@@ -196,3 +204,56 @@ async def test_429_with_a_short_wait_is_retried_after_that_wait(sandbox, setting
     assert not is_error, text
     assert time.monotonic() - began >= 0.9
     assert [r["status"] for r in sandbox.requests()] == [429, 201]
+
+
+NOTHING_SENT = ("Nothing was sent to Koji. Check the state directory (KOJI_MCP_STATE_DIR: disk space, permissions), "
+                "then call {tool} again.")
+
+
+@pytest.mark.parametrize(("tool", "arguments", "verb"), [
+    ("start_interview", {}, "written"),  # the reservation before sending
+    ("start_interview", {"respondent": {"external_id": "u1"}}, "read"),  # the look-up of earlier invitations
+    ("start_interviews", {"respondents": [{"external_id": "u1"}, {"external_id": "u2"}]}, "read"),  # the plan
+])
+async def test_a_ledger_that_cannot_be_used_says_nothing_was_sent(sandbox, settings, tool, arguments, verb) -> None:
+    """Issue 11 item 11: a storage failure before sending is 'nothing sent', never 'outcome unknown'."""
+    async with open_services(settings) as services:
+        services.ledger.close()  # a real server whose ledger connection is gone
+        async with Client(build_server(settings, services), mode="legacy") as c:
+            result = await c.call_tool(tool, arguments)
+    assert result.is_error and result.structured_content is None
+    assert result.content[0].text == (
+        f"The local ledger could not be {verb} (Cannot operate on a closed database.).\n"
+        + NOTHING_SENT.format(tool=tool)
+    )
+    assert sandbox.requests() == []
+
+
+async def test_a_batch_stops_when_the_ledger_fails_after_planning(sandbox, settings, monkeypatch) -> None:
+    """The plan could read the ledger but the first reservation cannot be written: no row is sent."""
+    async with open_services(settings) as services:
+        def refuse(**_: object) -> int:
+            raise StorageError("the local ledger could not be written (disk I/O error)")
+
+        monkeypatch.setattr(services.ledger, "reserve", refuse)
+        async with Client(build_server(settings, services), mode="legacy") as c:
+            result = await c.call_tool("start_interviews", {"respondents": [{"external_id": f"u{i}"} for i in range(5)]})
+    assert not result.is_error
+    counts = result.structured_content["counts"]
+    assert counts["started"] == 0 and counts["failed"] >= 1 and counts["failed"] + counts["not_reached"] == 5
+    assert result.structured_content["outcomes"][0]["error_code"] == "StorageError"
+    assert sandbox.requests() == []
+
+
+async def test_an_undecodable_body_is_a_clear_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                              content=b"definitely not gzip")
+
+    settings = make_settings("http://koji.test")
+    async with open_services(settings, transport=httpx.MockTransport(handler)) as services:
+        async with Client(build_server(settings, services), mode="legacy") as c:
+            r = await c.call_tool("start_interview", {})
+    assert r.is_error
+    assert r.content[0].text.startswith("Koji is unavailable or answered badly: Koji's answer could not be decoded")
+    assert "Outcome unknown" in r.content[0].text

@@ -7,7 +7,7 @@ from mcp import Client
 
 from koji_mcp.config import Settings
 from koji_mcp.server.app import build_server
-from koji_mcp.server.tools import UnknownToolName, select_tools
+from koji_mcp.server.tools import UnknownToolName, select_specs
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +43,6 @@ async def test_read_only_and_allow_list_combine(sandbox) -> None:
 
 def test_env_switches() -> None:
     s = Settings.load({"KOJI_MCP_READ_ONLY": "1", "KOJI_MCP_TOOLS": "get_interview, list_interviews"})
-    assert [t.name for t in select_tools(read_only=s.read_only, names=s.tools)] == ["get_interview", "list_interviews"]
+    assert [t.name for t in select_specs(read_only=s.read_only, names=s.tools)] == ["get_interview", "list_interviews"]
     with pytest.raises(UnknownToolName, match="unknown tool name\\(s\\): start; valid names: start_interview, "):
-        select_tools(names=["start"])
+        select_specs(names=["start"])

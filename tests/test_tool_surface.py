@@ -1,39 +1,25 @@
-"""tools/list: checked-in schema snapshots, annotations on every tool, and the size budget.
+"""tools/list: the checked-in catalog, annotations on every tool, and the size budget.
 
-Regenerate snapshots after an intended change with `UPDATE_SNAPSHOTS=1 make test`.
+The tool schemas live in one place, src/koji_mcp/server/tools/catalog.json, generated from the code.
+After an intended change regenerate it with `python -m koji_mcp.server.tools.catalog`
+(or `UPDATE_CATALOG=1 make test`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 from mcp import Client
 
 pytestmark = pytest.mark.anyio
-SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
 HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
 
 
 async def _tools(client: Client) -> list[dict]:
     listed = await client.list_tools()
     return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in listed.tools]
-
-
-async def test_schemas_match_snapshots(legacy_client: Client) -> None:
-    tools = await _tools(legacy_client)
-    SNAPSHOTS.mkdir(parents=True, exist_ok=True)
-    for tool in tools:
-        path = SNAPSHOTS / f"{tool['name']}.json"
-        text = json.dumps(tool, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        if os.environ.get("UPDATE_SNAPSHOTS"):
-            path.write_text(text)
-        assert path.exists(), f"no snapshot for {tool['name']}: run UPDATE_SNAPSHOTS=1 make test"
-        assert json.loads(path.read_text()) == tool, f"{tool['name']} schema changed; update the snapshot if intended"
-    stale = {p.stem for p in SNAPSHOTS.glob("*.json")} - {t["name"] for t in tools}
-    assert not stale, f"snapshots for tools that no longer exist: {stale}"
 
 
 async def test_every_tool_is_annotated_titled_inline_and_within_budget(legacy_client: Client) -> None:
@@ -65,14 +51,18 @@ async def test_start_interview_annotations(legacy_client: Client) -> None:
         assert prop.get("description"), name
 
 
-def test_catalog_matches_the_code() -> None:
-    """tools/list is served from catalog.json: it must be exactly what the code builds."""
+async def test_catalog_matches_the_code_and_is_what_tools_list_answers(legacy_client: Client) -> None:
+    """The one copy of the tool schemas: catalog.json must be exactly what the code builds.
+
+    Regenerate it with `python -m koji_mcp.server.tools.catalog` (or `UPDATE_CATALOG=1 make test`).
+    """
     from koji_mcp.server.tools.catalog import generate_catalog, load_catalog, write_catalog
 
-    if os.environ.get("UPDATE_SNAPSHOTS"):
+    if os.environ.get("UPDATE_CATALOG"):
         write_catalog()
     generated = {entry["name"]: entry for entry in generate_catalog()}
     assert load_catalog() == generated, "catalog.json is stale: run `python -m koji_mcp.server.tools.catalog`"
+    assert {t["name"]: t for t in await _tools(legacy_client)} == generated
 
 
 async def test_tools_are_built_on_first_call_only(settings) -> None:

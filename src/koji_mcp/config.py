@@ -6,10 +6,11 @@ fast at startup with one clear line instead of surfacing later inside a tool cal
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,6 +25,8 @@ DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
 EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand uses
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class ConfigError(ValueError):
@@ -54,6 +57,10 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(1_000_000, ge=1024)
     analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
     rate_limit_window: float = Field(60.0, gt=0, le=3600)  # Koji: a 1-minute sliding window
+    log_level: LogLevel = "INFO"
+    # `[NAME=]TOKEN` items for HTTP clients (KOJI_MCP_AUTH_TOKEN, comma-separated, plus --auth-token);
+    # server/auth.py parses and checks them.
+    auth_tokens: tuple[SecretStr, ...] = ()
 
     @field_validator("base_url")
     @classmethod
@@ -93,6 +100,14 @@ class Settings(BaseModel):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
+        if env.get("KOJI_MCP_LOG_LEVEL"):
+            level = env["KOJI_MCP_LOG_LEVEL"].strip().upper()
+            if level not in LOG_LEVELS:
+                raise ConfigError(f"KOJI_MCP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
+                                  f"(got {env['KOJI_MCP_LOG_LEVEL']!r})")
+            values["log_level"] = level
+        # Tokens from the environment and from flags add up (each names its own client).
+        values["auth_tokens"] = (*_names(env.get("KOJI_MCP_AUTH_TOKEN") or ""), *_names_of(flags.pop("auth_tokens", None)))
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
@@ -108,6 +123,16 @@ class Settings(BaseModel):
                 "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
                 "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
             )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 possibly in brackets) is this machine only."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _number(raw: str, name: str) -> float:
@@ -128,6 +153,10 @@ def _flag(raw: str, name: str) -> bool:
 
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _names_of(items: Any) -> tuple[str, ...]:
+    return tuple(item.strip() for item in items or () if item.strip())
 
 
 def _first_error(exc: ValidationError) -> str:

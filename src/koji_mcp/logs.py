@@ -24,6 +24,19 @@ def redact(text: str) -> str:
     return text
 
 
+def mask(secret: str) -> str:
+    """How a secret may be shown: at most its first 12 characters, never more than a third of it."""
+    return secret[: min(12, len(secret) // 3)] + "…"
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace each known secret (whatever its shape) with its mask, then anything secret-shaped."""
+    for secret in secrets:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, mask(secret))
+    return redact(text)
+
+
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.sandbox import DEMO_KEY
 from tests.conftest import koji_mcp_command, subprocess_env
 
@@ -94,7 +95,10 @@ def test_kill_9_halfway_then_resume_starts_nobody_twice(sandbox, tmp_path) -> No
     src = write_csv(tmp_path / "people.csv", 30)
     sandbox.fault(path=START, delay=0.1, times=1000)
     proc = popen([str(src), "--concurrency", "3"], sandbox, tmp_path / "state")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30  # a loaded machine may take seconds to start the process
+    while not started(sandbox) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     time.sleep(0.3)  # let requests that were in flight at the kill reach the sandbox
@@ -141,3 +145,16 @@ def test_a_terminal_gets_a_progress_bar(sandbox, tmp_path) -> None:
     assert "\r[" + "#" * 30 + "] 3/3  started 3  skipped 0  failed 0  unknown 0" in screen
     assert "row 1" not in out  # the per-row lines are for pipes, the bar for terminals
     assert out.strip().startswith("3 participant(s): 3 started.")
+
+
+def test_batch_refuses_an_unwritable_results_path_before_sending(sandbox, tmp_path) -> None:
+    src = tmp_path / "p.csv"
+    src.write_text("external_id\nu1\n")
+    proc = subprocess.run(
+        [*koji_mcp_command(), "batch", str(src), "--out", str(tmp_path / "missing" / "out.csv")],
+        env=subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox.base_url, KOJI_MCP_STATE_DIR=str(tmp_path)),
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"koji-mcp batch: cannot write results to {tmp_path / 'missing' / 'out.csv'}")
+    assert sandbox.requests() == []
+    assert Ledger.open(str(tmp_path), sandbox.base_url).list()[1] == 0

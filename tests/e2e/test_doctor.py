@@ -13,24 +13,34 @@ from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from koji_mcp.cli.main import main
 from koji_mcp.cli.doctor import PROBE_PATH
+from koji_mcp.koji.client import PROBE_INTERVIEW_ID
 from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.sandbox import (
     DEMO_KEY,
     NO_PERMISSION_KEY,
+    READ_ONLY_KEY,
     REVOKED_KEY,
     KeySpec,
     SandboxConfig,
     SandboxServer,
 )
-from tests.conftest import koji_mcp_command, subprocess_env
+from tests.conftest import koji_mcp_command, subprocess_env, seed
 
+KEY = "pk_live_" + "p" * 32
 FIX_STATE = "set KOJI_MCP_STATE_DIR (or --state-dir) to a writable directory"
-FAILED = "1 check(s) failed: fix the lines marked ✗ above, then run `koji-mcp doctor` again."
-ACCEPTED = "✓ Koji accepted the key (a lookup of a made-up interview answered 404 not_found, as expected)"
+FAILED = "1 problem, 0 warnings: fix the lines marked ✗ above, then run `koji-mcp doctor` again."
+FAILED_AND_WARNED = "1 problem, 1 warning: fix the lines marked ✗ above, then run `koji-mcp doctor` again."
+PASSED = "0 problems, 0 warnings: all checks passed."
+ACCEPTED = "✓ Koji accepted the key (a lookup of a made-up interview answered 'not found', as expected)"
+ALL_PERMISSIONS = ("✓ the key has every permission the tools need: interview:start, interview:chat, "
+                   "interview:complete, interview:read")
+KEYS = "Dashboard > Profile > API Keys"
+MESSAGE_PROBE = f"/api/v1/interviews/{PROBE_INTERVIEW_ID}/message"
 
 
 @pytest.fixture
@@ -67,12 +77,20 @@ def test_all_green_against_the_sandbox(doctor, sandbox, tmp_path) -> None:
         "✓ KOJI_API_KEY is set and shaped like a Koji key (pk_live_sand…)",
         f"✓ base URL {sandbox.base_url} is reachable",
         ACCEPTED,
+        ALL_PERMISSIONS,
         state_line(tmp_path / "state", sandbox.base_url),
-        "All checks passed.",
+        PASSED,
     ]
-    [probe] = sandbox.requests()
-    assert (probe["method"], probe["path"], probe["status"]) == ("GET", PROBE_PATH, 404)
-    assert probe["headers"]["authorization"] == f"Bearer {DEMO_KEY}"
+    probes = sandbox.requests()
+    # One probe per permission, each a request Koji must refuse: nothing is started, no credit spent.
+    assert [(p["method"], p["path"], p["status"]) for p in probes] == [
+        ("GET", PROBE_PATH, 404),
+        ("POST", "/api/v1/interviews/start", 400),
+        ("POST", MESSAGE_PROBE, 400),
+        ("POST", "/api/interview/complete", 400),
+    ]
+    assert all(p["headers"]["authorization"] == f"Bearer {DEMO_KEY}" for p in probes)
+    assert sandbox.interviews() == []
     if os.name != "nt":
         assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
 
@@ -80,13 +98,13 @@ def test_all_green_against_the_sandbox(doctor, sandbox, tmp_path) -> None:
 def test_counts_the_ledgers_interviews(doctor, sandbox, tmp_path) -> None:
     state = tmp_path / "state"
     with closing(Ledger.open(str(state), sandbox.base_url)) as ledger:
-        ledger.record_start(interview_id="a", session_token="st_a")
-        ledger.record_start(interview_id="b", session_token="st_b", owner="alice")
+        seed(ledger, "a", "st_a")
+        seed(ledger, "b", "st_b", owner="alice")
     with closing(Ledger.open(str(state), "https://koji.so")) as other:
-        other.record_start(interview_id="c", session_token="st_c")
+        seed(other, "c", "st_c")
     code, lines = doctor("--base-url", sandbox.base_url)
     assert code == 0
-    assert lines[3] == state_line(state, sandbox.base_url, 2, created=False, extra=" (3 in all)")
+    assert lines[4] == state_line(state, sandbox.base_url, 2, created=False, extra=" (3 in all)")
 
 
 def test_revoked_key_fails(doctor, sandbox) -> None:
@@ -97,13 +115,63 @@ def test_revoked_key_fails(doctor, sandbox) -> None:
     assert lines[-1] == FAILED
 
 
-def test_key_without_read_permission_warns(doctor, sandbox) -> None:
+def lacks(permission: str, tools: str, many: bool = False) -> str:
+    return (f"✗ the key lacks the {permission} permission: {tools} will fail (403); create a key with it in {KEYS} "
+            f"(or switch {'those tools' if many else 'that tool'} off with --read-only or --tools)")
+
+
+LACKS = {
+    "interview:start": lacks("interview:start", "start_interview and start_interviews", many=True),
+    "interview:chat": lacks("interview:chat", "send_interview_message"),
+    "interview:complete": lacks("interview:complete", "complete_interview"),
+    "interview:read": lacks("interview:read", "get_interview and fetch", many=True),
+}
+ORDER = ("interview:start", "interview:chat", "interview:complete", "interview:read")
+
+
+@pytest.mark.parametrize("missing", ORDER)
+def test_a_key_lacking_one_permission_names_it_and_fails(doctor, missing: str, tmp_path) -> None:
+    granted = frozenset(p for p in ORDER if p != missing)
+    with SandboxServer(SandboxConfig(extra_keys={KEY: KeySpec(permissions=granted)})) as server:
+        code, lines = doctor(key=KEY, base_url=server.base_url)
+        started = httpx.get(f"{server.base_url}/_sandbox/interviews").json()
+    assert code == 1
+    accepted = ACCEPTED if missing != "interview:read" else (
+        "✓ Koji accepted the key (a lookup of a made-up interview answered 403: see the permissions below)")
+    assert lines[2:5] == [accepted, "✓ the key has " + ", ".join(p for p in ORDER if p != missing), LACKS[missing]]
+    assert lines[-1] == FAILED
+    assert started["interviews"] == [] if isinstance(started, dict) else started == []
+
+
+def test_a_key_without_any_permission_lists_every_missing_one(doctor, sandbox) -> None:
     code, lines = doctor(key=NO_PERMISSION_KEY, base_url=sandbox.base_url)
+    assert code == 1
+    assert lines[2:7] == [
+        "✓ Koji accepted the key (a lookup of a made-up interview answered 403: see the permissions below)",
+        *(LACKS[p] for p in ORDER),
+    ]
+    assert lines[-1] == "4 problems, 0 warnings: fix the lines marked ✗ above, then run `koji-mcp doctor` again."
+    assert [r["status"] for r in sandbox.requests()] == [403, 403, 403, 403]
+
+
+def test_a_read_only_key_fails_unless_the_server_is_read_only(doctor, sandbox, monkeypatch) -> None:
+    code, lines = doctor(key=READ_ONLY_KEY, base_url=sandbox.base_url)
+    assert code == 1
+    assert lines[3:7] == ["✓ the key has interview:read", LACKS["interview:start"], LACKS["interview:chat"],
+                          LACKS["interview:complete"]]
+    monkeypatch.setenv("KOJI_MCP_READ_ONLY", "1")
+    code, lines = doctor(key=READ_ONLY_KEY, base_url=sandbox.base_url)
     assert code == 0
-    assert lines[2] == ("! the key is valid but lacks the interview:read permission (403): get_interview will fail; "
-                        "grant it (with interview:start, interview:chat, interview:complete) in Dashboard > Profile > "
-                        "API Keys")
-    assert lines[-1] == "All checks passed."
+    assert lines[3:7] == [
+        "✓ the key has interview:read",
+        "! the key lacks the interview:start permission; start_interview and start_interviews are switched off "
+        "here, so nothing fails",
+        "! the key lacks the interview:chat permission; send_interview_message is switched off here, so nothing "
+        "fails",
+        "! the key lacks the interview:complete permission; complete_interview is switched off here, so nothing "
+        "fails",
+    ]
+    assert lines[-1] == "0 problems, 3 warnings: koji-mcp can run; the lines marked ! say what to improve."
 
 
 def test_missing_key_fails_without_asking_koji(doctor, sandbox) -> None:
@@ -135,7 +203,7 @@ def test_closed_port(doctor, tmp_path) -> None:
         "https://koji.so; a local sandbox prints its URL when it starts)",
         "! the key was not tested with Koji: the base URL is unreachable",
     ]
-    assert lines[-1] == FAILED
+    assert lines[-1] == FAILED_AND_WARNED
 
 
 @pytest.fixture
@@ -196,10 +264,12 @@ def test_redirect_is_not_followed(doctor, not_koji) -> None:
     (429, {}, "! Koji is rate limiting this key (429), so it could not be checked now; try again in a minute", 0),
 ])
 def test_koji_trouble(doctor, sandbox, status: int, headers: dict, expected: str, exit_code: int) -> None:
-    sandbox.fault(method="GET", path=PROBE_PATH, status=status, headers=headers,
+    # The probe follows the server's own rules: a GET is retried twice on 5xx, never on 429.
+    sandbox.fault(method="GET", path=PROBE_PATH, status=status, headers=headers, times=3,
                   json={"error": "rate_limited" if status == 429 else "internal_error", "message": "x"})
     code, lines = doctor(base_url=sandbox.base_url)
     assert (code, lines[2]) == (exit_code, expected)
+    assert len(sandbox.requests()) == (3 if status == 503 else 1)  # nothing else is probed
 
 
 def test_unwritable_state_dir(doctor, sandbox, tmp_path) -> None:
@@ -208,7 +278,7 @@ def test_unwritable_state_dir(doctor, sandbox, tmp_path) -> None:
     state = blocker / "state"
     code, lines = doctor(base_url=sandbox.base_url, state=state)
     assert code == 1
-    assert lines[3] == f"✗ cannot create state dir {state}: Not a directory: {FIX_STATE}"
+    assert lines[4] == f"✗ cannot create state dir {state}: Not a directory: {FIX_STATE}"
     assert lines[-1] == FAILED
 
 
@@ -216,13 +286,13 @@ def test_state_dir_that_is_a_file(doctor, sandbox, tmp_path) -> None:
     state = tmp_path / "a-file"
     state.write_text("")
     code, lines = doctor(base_url=sandbox.base_url, state=state)
-    assert (code, lines[3]) == (1, f"✗ state dir {state} is not a directory: {FIX_STATE}")
+    assert (code, lines[4]) == (1, f"✗ state dir {state} is not a directory: {FIX_STATE}")
 
 
 def test_memory_state_dir_warns(doctor, sandbox) -> None:
     code, lines = doctor(base_url=sandbox.base_url, state=Path(":memory:"))
     assert code == 0
-    assert lines[3] == ("! state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch resume "
+    assert lines[4] == ("! state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch resume "
                         "see nothing); set KOJI_MCP_STATE_DIR to a directory to keep it")
 
 
@@ -255,7 +325,7 @@ def test_sandbox_flag_needs_no_key(doctor, tmp_path) -> None:
     assert code == 0
     assert lines[0].startswith("✓ using an in-process sandbox at http://127.0.0.1:")
     assert lines[0].endswith(" with its demo key (--sandbox)")
-    assert lines[2] == ACCEPTED and lines[-1] == "All checks passed."
+    assert lines[2:4] == [ACCEPTED, ALL_PERMISSIONS] and lines[-1] == PASSED
 
 
 @pytest.mark.parametrize("shaped", [True, False])
@@ -280,7 +350,7 @@ def test_real_subprocess_and_no_mcp_sdk_import(sandbox, tmp_path) -> None:
     proc = subprocess.run([*koji_mcp_command(), "doctor", "--state-dir", str(tmp_path / "s")], env=env,
                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "All checks passed." and proc.stderr == ""
+    assert proc.stdout.splitlines()[-1] == PASSED and proc.stderr == ""
     probe = subprocess.run([sys.executable, "-c", "import sys, koji_mcp.cli.main, koji_mcp.cli.doctor; "
                             "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')))"],
                            env=env, capture_output=True, text=True, timeout=30)

@@ -1,21 +1,21 @@
 """`koji-mcp doctor`: check the setup step by step, one line per check, each saying what to fix.
 
-Why: when a host shows "server failed" the cause is nearly always one of four things: no key or a
-mangled one, a wrong base URL, a key Koji rejects, or a state directory that cannot be written.
-Each is checked here directly, with short timeouts, so the answer comes in seconds. The key is
-never printed (at most its first 12 characters). This module avoids the MCP SDK so it stays fast.
+Why: when a host shows "server failed" the cause is nearly always one of five things: no key or a
+mangled one, a wrong base URL, a key Koji rejects, a key without a permission the tools need, or a
+state directory that cannot be written. Each is checked with short timeouts, through the server's
+own KojiClient and Ledger, so the answer comes in seconds and no credit is spent. The key is never
+printed (at most its first 12 characters). This module avoids the MCP SDK so it stays fast.
+It ends with "N problems, M warnings" and exits 1 when a problem means a tool cannot work.
 """
 
 from __future__ import annotations
 
 import argparse
 import codecs
-import ipaddress
 import math
 import os
 import re
 import socket
-import sqlite3
 import sys
 import tempfile
 import urllib.request
@@ -25,14 +25,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import anyio
 import httpx
 
-from koji_mcp import USER_AGENT
-from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings
-from koji_mcp.koji.ratelimit import RateLimitTracker
+from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings, is_loopback
+from koji_mcp.interviews.ledger import Ledger, StorageError
+from koji_mcp.koji.client import PROBE_INTERVIEW_ID, KojiClient
+from koji_mcp.koji.errors import (
+    COMPLETE,
+    MESSAGE,
+    PERMISSIONS,
+    READ,
+    START,
+    Endpoint,
+    Forbidden,
+    KojiError,
+    KojiRateLimited,
+    KojiTimeout,
+    KojiUnavailable,
+    NotKoji,
+    Redirected,
+    Unauthorized,
+)
+from koji_mcp.logs import mask
+from koji_mcp.server.tools import ALL_TOOLS, UnknownToolName, select_specs
 
 TIMEOUT = 5.0
-PROBE_PATH = "/api/v1/interviews/00000000-0000-0000-0000-000000000000"
+PROBE_PATH = f"/api/v1/interviews/{PROBE_INTERVIEW_ID}"
 KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{32}}")
 KEYS_PAGE = "Dashboard > Profile > API Keys"
 
@@ -45,11 +64,6 @@ ASCII_MARKS = {"ok": "OK", "warn": "!", "fail": "X"}
 class Check:
     status: Status
     text: str
-
-
-def mask(key: str) -> str:
-    """At most the first 12 characters, and never more than a third of the key."""
-    return key[: min(12, len(key) // 3)] + "…"
 
 
 def check_key(key: str | None) -> Check:
@@ -90,57 +104,108 @@ def check_reachable(base_url: str) -> Check:
         return Check("fail", f"no answer from {host}:{port} within {TIMEOUT:g} s: a firewall or proxy may block it")
     except OSError as exc:
         return Check("fail", f"cannot connect to {host}:{port}: {exc.strerror or exc}")
-    if url.scheme == "http" and not _is_local(host):
+    if url.scheme == "http" and not is_loopback(host):
         return Check("warn", f"base URL {base_url} is reachable but plain http: the API key travels unencrypted; "
                              "use https://")
     return Check("ok", f"base URL {base_url} is reachable")
 
 
-def check_koji(base_url: str, key: str) -> Check:
-    """One harmless GET of an interview that cannot exist: the status says whether the key works."""
-    url = base_url + PROBE_PATH
-    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json", "User-Agent": USER_AGENT}
+def check_koji(settings: Settings, base_url: str, key: str) -> list[Check]:
+    """Does Koji accept the key, and does the key have every permission the enabled tools need?
+
+    Asked through KojiClient (the server's own rules: no redirects, capped bodies, typed errors)
+    with requests Koji must refuse, so no credit is spent: see `KojiClient.probe`.
+    """
+    quick = settings.model_copy(update={"timeout": TIMEOUT, "connect_timeout": TIMEOUT})
+    return anyio.run(_check_koji, quick, base_url, key)
+
+
+async def _check_koji(settings: Settings, base_url: str, key: str) -> list[Check]:
+    client = KojiClient(settings, base_url=base_url, api_key=key)
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-            response = client.get(url, headers=headers)
-    except httpx.TimeoutException:
-        return Check("fail", f"no answer from {base_url} within {TIMEOUT:g} s: Koji or the network is slow; try again")
-    except httpx.HTTPError as exc:
-        return Check("fail", f"request to {base_url} failed: {_clean(str(exc)) or type(exc).__name__}")
-    status = response.status_code
-    if status == 401:
+        lookup = await _probe(client, READ)
+        accepted = _key_check(lookup, base_url)
+        if accepted.status == "fail" or isinstance(lookup, KojiRateLimited):
+            return [accepted]
+        found = {READ.permission: lookup}
+        for endpoint in (START, MESSAGE, COMPLETE):
+            found[endpoint.permission] = await _probe(client, endpoint)
+        return [accepted, *_permission_checks(found, settings)]
+    finally:
+        await client.aclose()
+
+
+async def _probe(client: KojiClient, endpoint: Endpoint) -> KojiError | None:
+    try:
+        await client.probe(endpoint)
+    except KojiError as exc:
+        return exc
+    return None
+
+
+def _key_check(outcome: KojiError | None, base_url: str) -> Check:
+    """What the harmless lookup of a made-up interview says about the key and the base URL."""
+    url = base_url + PROBE_PATH
+    if outcome is None:
+        return Check("ok", "Koji accepted the key (a lookup of a made-up interview answered 'not found', as expected)")
+    if isinstance(outcome, Forbidden):
+        return Check("ok", "Koji accepted the key (a lookup of a made-up interview answered 403: see the "
+                           "permissions below)")
+    if isinstance(outcome, Unauthorized):
         return Check("fail", f"Koji rejected the key (401): it is invalid or revoked; check KOJI_API_KEY, or create "
                              f"a new key in {KEYS_PAGE}")
-    if status == 403:
-        return Check("warn", "the key is valid but lacks the interview:read permission (403): get_interview will "
-                             f"fail; grant it (with interview:start, interview:chat, interview:complete) in {KEYS_PAGE}")
-    if status == 200:
-        return Check("ok", "Koji accepted the key (test lookup answered 200)")
-    code = _koji_error(response)
-    if status == 404 and code:
-        return Check("ok", f"Koji accepted the key (a lookup of a made-up interview answered 404 {code}, "
-                           "as expected)")
-    if status in (404, 405):
-        return Check("fail", f"{url} answered {status} without Koji's JSON error body: KOJI_BASE_URL is probably "
-                             "not Koji's API (it should be https://koji.so)")
-    if status == 429:
-        wait = RateLimitTracker().retry_after(response.headers)
-        when = f"{max(1, math.ceil(wait))} s" if wait is not None else "a minute"
-        return Check("warn", "Koji is rate limiting this key (429), so it could not be checked now; "
-                             f"try again in {when}")
-    if 300 <= status < 400:
-        target = _clean(response.headers.get("location", "?"))
-        return Check("fail", f"{base_url} redirects ({status}) to {target}: set KOJI_BASE_URL to the final origin "
-                             "(koji-mcp never follows redirects with your key)")
-    if status >= 500:
-        return Check("fail", f"Koji answered {status}: trouble on Koji's side, not in your setup; try again later")
-    return Check("fail", f"unexpected answer {status} from {url}")
+    if isinstance(outcome, Redirected):
+        return Check("fail", f"{base_url} redirects ({outcome.status}) to {_clean(outcome.location)}: set "
+                             "KOJI_BASE_URL to the final origin (koji-mcp never follows redirects with your key)")
+    if isinstance(outcome, NotKoji):
+        return Check("fail", f"{url} answered {outcome.status} without Koji's JSON error body: KOJI_BASE_URL is "
+                             "probably not Koji's API (it should be https://koji.so)")
+    if isinstance(outcome, KojiRateLimited):
+        return Check("warn", f"Koji is rate limiting this key (429), so it could not be checked now; try again in "
+                             f"{_wait(outcome.retry_after)}")
+    if isinstance(outcome, KojiTimeout):
+        return Check("fail", f"no answer from {base_url} within {TIMEOUT:g} s: Koji or the network is slow; try again")
+    if isinstance(outcome, KojiUnavailable) and outcome.status:
+        return Check("fail", f"Koji answered {outcome.status}: trouble on Koji's side, not in your setup; "
+                             "try again later")
+    return Check("fail", f"request to {url} failed: {_clean(outcome.message)}")
+
+
+def _permission_checks(found: dict[str, KojiError | None], settings: Settings) -> list[Check]:
+    """One line for the permissions the key has, one per permission it lacks (naming the tools that fail)."""
+    try:
+        enabled = {spec.name for spec in select_specs(read_only=settings.read_only, names=settings.tools)}
+    except UnknownToolName as exc:
+        return [Check("fail", f"KOJI_MCP_TOOLS: {exc}")]
+    granted = [p for p in PERMISSIONS if found[p] is None]
+    checks = []
+    if granted:
+        every = len(granted) == len(PERMISSIONS)
+        checks.append(Check("ok", ("the key has every permission the tools need: " if every else
+                                   "the key has ") + ", ".join(granted)))
+    for permission in PERMISSIONS:
+        outcome = found[permission]
+        if outcome is None:
+            continue
+        tools = [spec.name for spec in ALL_TOOLS if spec.permission == permission]
+        needed = [name for name in tools if name in enabled]
+        if not isinstance(outcome, Forbidden):
+            why = ("Koji is rate limiting this key (429)" if isinstance(outcome, KojiRateLimited)
+                   else _clean(outcome.message))
+            checks.append(Check("warn", f"could not check {permission} ({why}); run `koji-mcp doctor` again later"))
+        elif needed:
+            checks.append(Check("fail", f"the key lacks the {permission} permission: {_and(needed)} will fail "
+                                        f"(403); create a key with it in {KEYS_PAGE} (or switch "
+                                        f"{'those tools' if len(needed) > 1 else 'that tool'} off with --read-only "
+                                        "or --tools)"))
+        else:
+            checks.append(Check("warn", f"the key lacks the {permission} permission; {_and(tools)} "
+                                        f"{'are' if len(tools) > 1 else 'is'} switched off here, so nothing fails"))
+    return checks
 
 
 def check_state_dir(state_dir: str, base_url: str) -> Check:
     """The ledger's directory: created 0700 if missing, writable, and the ledger opens."""
-    from koji_mcp.interviews.ledger import Ledger
-
     if state_dir == MEMORY_STATE_DIR:
         return Check("warn", "state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch "
                              "resume see nothing); set KOJI_MCP_STATE_DIR to a directory to keep it")
@@ -158,8 +223,8 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
                              f"{exc.strerror or exc}: {fix}")
     try:
         with closing(Ledger.open(str(path), base_url)) as ledger:
-            here, total = _count(ledger.path, base_url)
-    except (OSError, sqlite3.Error, RuntimeError) as exc:
+            here, total = ledger.count()
+    except (OSError, StorageError, RuntimeError) as exc:
         return Check("fail", f"the ledger in {path} does not open: {exc}: move it aside or {fix}")
     note = " (created, mode 0700)" if created else ""
     elsewhere = f" ({total} in all)" if total != here else ""
@@ -170,14 +235,8 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
     return Check("ok", line)
 
 
-def run_checks(args: argparse.Namespace) -> Iterator[Check]:
+def run_checks(settings: Settings) -> Iterator[Check]:
     """The checks in order; later ones are skipped when an earlier one makes them meaningless."""
-    try:
-        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
-                                 sandbox=True if args.sandbox else None)
-    except ConfigError as exc:
-        yield Check("fail", f"settings: {exc}")
-        return
     with ExitStack() as stack:
         if settings.sandbox:
             from koji_mcp.sandbox import (  # lazy: only --sandbox needs uvicorn
@@ -198,35 +257,37 @@ def run_checks(args: argparse.Namespace) -> Iterator[Check]:
         elif reachable.status == "fail":
             yield Check("warn", "the key was not tested with Koji: the base URL is unreachable")
         else:
-            yield check_koji(base_url, key)
+            yield from check_koji(settings, base_url, key)
         yield check_state_dir(settings.state_dir, base_url)
 
 
 def run_doctor_command(args: argparse.Namespace) -> int:
     utf8 = _utf8(sys.stdout)
     marks = MARKS if utf8 else ASCII_MARKS
-    secret = os.environ.get("KOJI_API_KEY", "").strip()
-    failed = 0
-    for check in run_checks(args):
-        failed += check.status == "fail"
+    counts = {"ok": 0, "warn": 0, "fail": 0}
+    try:
+        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
+                                 sandbox=True if args.sandbox else None)
+        checks: Iterator[Check] = run_checks(settings)
+        secret = settings.api_key.get_secret_value() if settings.api_key else ""
+    except ConfigError as exc:
+        checks, secret = iter([Check("fail", f"settings: {exc}")]), ""
+    for check in checks:
+        counts[check.status] += 1
         line = f"{marks[check.status]} {check.text}"
         if len(secret) >= 8:  # belt and braces: whatever the shape, the key itself never gets out
             line = line.replace(secret, mask(secret))
         print(line if utf8 else line.replace("…", "..."), flush=True)
-    print("All checks passed." if not failed else f"{failed} check(s) failed: fix the lines marked "
-          f"{marks['fail']} above, then run `koji-mcp doctor` again.")
-    return 1 if failed else 0
-
-
-def _koji_error(response: httpx.Response) -> str | None:
-    """The code of Koji's error envelope `{"error": code, "message": text}`, which tells Koji from any other 404."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("message"), str):
-        return body["error"] if re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", body["error"]) else "error"
-    return None
+    problems, warnings = counts["fail"], counts["warn"]
+    summary = f"{plural(problems, 'problem')}, {plural(warnings, 'warning')}"
+    if problems:
+        summary += f": fix the lines marked {marks['fail']} above, then run `koji-mcp doctor` again."
+    elif warnings:
+        summary += f": koji-mcp can run; the lines marked {marks['warn']} say what to improve."
+    else:
+        summary += ": all checks passed."
+    print(summary)
+    return 1 if problems else 0
 
 
 def _clean(text: str, limit: int = 200) -> str:
@@ -235,13 +296,16 @@ def _clean(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _count(ledger_path: str, base_url: str) -> tuple[int, int]:
-    """(interviews on this base URL, all interviews), read on a separate read-only connection."""
-    uri = Path(ledger_path).absolute().as_uri() + "?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, timeout=TIMEOUT)) as db:
-        here = db.execute("SELECT COUNT(*) FROM interviews WHERE base_url = ?", (base_url,)).fetchone()[0]
-        total = db.execute("SELECT COUNT(*) FROM interviews").fetchone()[0]
-    return int(here), int(total)
+def _wait(seconds: float | None) -> str:
+    return f"{max(1, math.ceil(seconds))} s" if seconds is not None else "a minute"
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _proxy_for(url: httpx.URL) -> str | None:
@@ -250,15 +314,6 @@ def _proxy_for(url: httpx.URL) -> str | None:
     if not proxy or urllib.request.proxy_bypass(url.host):
         return None
     return str(httpx.URL(proxy).copy_with(username=None, password=None))
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _utf8(stream: object) -> bool:

@@ -7,12 +7,11 @@ Subcommand modules are imported lazily so that starting the server imports only 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from koji_mcp import __version__
-from koji_mcp.config import EXIT_USAGE
+from koji_mcp.config import EXIT_USAGE, LOG_LEVELS
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
 
@@ -32,7 +31,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         description="Run the koji-mcp MCP server. Hosts such as Claude Desktop launch it over stdio; "
         "use --transport streamable-http or sse to serve MCP clients over HTTP.",
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
-        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS. "
+        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
+        "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
@@ -65,8 +65,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", metavar="URL",
                    help="the URL clients use to reach this server, e.g. https://mcp.example.com (for the OAuth "
                    "protected-resource metadata; default http://HOST:PORT)")
-    p.add_argument("--log-level", default=os.environ.get("KOJI_MCP_LOG_LEVEL", "INFO"),
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level (default INFO)")
+    p.add_argument("--log-level", choices=LOG_LEVELS,
+                   help="stderr log level (env KOJI_MCP_LOG_LEVEL; default INFO)")
 
 
 def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
@@ -115,16 +115,17 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="also start participants whose external_id is already in the ledger")
     p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
-    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    p.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
                    help="stderr log level (default WARNING)")
 
 
 def _doctor_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check the API key, the base URL, Koji's answer and the state directory",
-        description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
-        "if any check fails.",
+        help="check the API key, its permissions, the base URL, Koji's answer and the state directory",
+        description="Check the setup step by step, one line per check, and say what to fix. Each permission "
+        "the enabled tools need is probed with a request Koji must refuse (no credit is spent). Ends with "
+        "'N problems, M warnings'; exit code 1 when a problem means a tool cannot work.",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import sys
 
 import anyio
 
-from koji_mcp.server.auth import AuthConfigError, is_loopback, parse_tokens
-from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
+from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
+from koji_mcp.server.auth import AuthConfigError, parse_tokens
+from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.logs import setup_logging
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
@@ -25,16 +25,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sandbox=True if args.sandbox else None,
         read_only=args.read_only,
         tools=args.tools,
+        log_level=args.log_level,
+        auth_tokens=args.auth_token,
     )
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
     try:
         settings = settings_from_args(args)
+        setup_logging(settings.log_level)
         settings.require_api_key()
         check_tool_names(settings.tools)
-        tokens = parse_tokens(args.auth_token)
+        tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
         check_exposure(args, tokens)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
@@ -44,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning(settings.key_warning)
     try:
         anyio.run(_serve, settings, args)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, StorageError) as exc:
         print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

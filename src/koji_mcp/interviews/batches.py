@@ -15,7 +15,15 @@ from typing import Literal
 
 import anyio
 
-from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.interviews.ledger import StorageError
+from koji_mcp.koji.errors import (
+    BriefNotPublished,
+    Forbidden,
+    KojiError,
+    PaymentRequired,
+    ProjectNotFound,
+    Unauthorized,
+)
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
@@ -126,7 +134,7 @@ async def run_batch(
         return [outcomes[r] for r in sorted(outcomes)]
 
     queue = iter(pending)
-    failed_hard: list[KojiError] = []
+    failed_hard: list[KojiError | StorageError] = []
 
     async def worker() -> None:
         for row, person in queue:
@@ -152,9 +160,12 @@ async def run_batch(
     return [outcomes[r] for r in sorted(outcomes)]
 
 
-def _stops_batch(error: KojiError) -> bool:
+STOPS_BATCH = (Unauthorized, PaymentRequired, Forbidden, ProjectNotFound, BriefNotPublished, StorageError)
+
+
+def _stops_batch(error: KojiError | StorageError) -> bool:
     """Errors that will fail every remaining row too: stop instead of hammering Koji."""
-    return isinstance(error, KojiAPIError) and error.status in (401, 402, 403, 404, 422)
+    return isinstance(error, STOPS_BATCH)
 
 
 OUTCOME_KINDS: tuple[BatchOutcomeKind, ...] = ("started", "skipped", "failed", "unknown", "would_start")

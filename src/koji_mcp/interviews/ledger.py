@@ -14,12 +14,13 @@ they were started on, so a sandbox session never shows up next to real interview
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from typing import Any
 
 from koji_mcp.config import MEMORY_STATE_DIR
 from koji_mcp.text import clean_koji_text
+
+logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
 LOCAL_OWNER = "local"
@@ -92,6 +95,26 @@ STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
 # (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back.
 
 
+class StorageError(Exception):
+    """The ledger could not be read or written. Raised before anything is sent, so nothing reached Koji."""
+
+    outcome = "not_sent"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def best_effort(action: Callable[..., object], *args: object, **kwargs: object) -> bool:
+    """Bookkeeping after a request reached Koji: a failing write is logged, never hides what Koji did."""
+    try:
+        action(*args, **kwargs)
+        return True
+    except Exception:
+        logger.exception("could not update the ledger")
+        return False
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -130,6 +153,7 @@ class LedgerEntry:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "completed_at": self.completed_at,
+            "note": self.note,  # why a start is 'unknown': what went wrong after it was sent
         }
 
 
@@ -142,13 +166,14 @@ class Ledger:
         self._lock = threading.Lock()
         if path != MEMORY_STATE_DIR:
             _prepare_file(Path(path))
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.row_factory = sqlite3.Row
-        if path != MEMORY_STATE_DIR:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        with _storage("opened"):
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.row_factory = sqlite3.Row
+            if path != MEMORY_STATE_DIR:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
 
     @classmethod
     def open(cls, state_dir: str, base_url: str) -> Ledger:
@@ -165,14 +190,21 @@ class Ledger:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One write transaction; SQLite's failures come out as StorageError."""
+        with self._lock, _storage("written"):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, _storage("read"):
+            yield self._db
 
     def _migrate(self) -> None:
         with self._lock:
@@ -190,41 +222,6 @@ class Ledger:
                 db.execute(f"PRAGMA user_version = {number}")
 
     # -- writes ---------------------------------------------------------------------------------
-
-    def record_start(
-        self,
-        *,
-        interview_id: str,
-        session_token: str | None,
-        owner: str = LOCAL_OWNER,
-        status: str = "active",
-        external_id: str | None = None,
-        display_name: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        mode: str | None = None,
-        locale: str | None = None,
-        initial_message: str | None = None,
-        note: str | None = None,
-    ) -> LedgerEntry:
-        stamp = now_iso()
-        with self._tx() as db:
-            db.execute(
-                """INSERT INTO interviews (interview_id, base_url, owner, session_token, external_id,
-                       display_name, metadata, mode, locale, status, initial_message, note,
-                       created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (base_url, interview_id) DO UPDATE SET
-                       session_token = excluded.session_token, status = excluded.status,
-                       initial_message = excluded.initial_message, updated_at = excluded.updated_at""",
-                (
-                    interview_id, self.base_url, owner, session_token, external_id, display_name,
-                    json.dumps(metadata) if metadata is not None else None, mode, locale, status,
-                    initial_message, note, stamp, stamp,
-                ),
-            )
-        entry = self.get(interview_id, owner)
-        assert entry is not None
-        return entry
 
     def reserve(
         self,
@@ -356,16 +353,16 @@ class Ledger:
         return [_entry(row) for row in rows]
 
     def get(self, interview_id: str, owner: str = LOCAL_OWNER) -> LedgerEntry | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND interview_id = ?",
                 (self.base_url, owner, interview_id),
             ).fetchone()
         return _entry(row) if row else None
 
     def find_by_external_id(self, external_id: str, owner: str = LOCAL_OWNER) -> list[LedgerEntry]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
                    ORDER BY seq DESC""",
                 (self.base_url, owner, external_id),
@@ -391,14 +388,29 @@ class Ledger:
             where.append("external_id = ?")
             args.append(external_id)
         clause = " AND ".join(where)
-        with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM interviews WHERE {clause}", args).fetchone()[0]
+        with self._read() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM interviews WHERE {clause}", args).fetchone()[0]
             page_clause = clause + (" AND seq < ?" if before_seq is not None else "")
             page_args = [*args, before_seq] if before_seq is not None else args
-            rows = self._db.execute(
+            rows = db.execute(
                 f"SELECT * FROM interviews WHERE {page_clause} ORDER BY seq DESC LIMIT ?", [*page_args, limit]
             ).fetchall()
         return [_entry(row) for row in rows], total
+
+    def count(self) -> tuple[int, int]:
+        """(interviews started on this base URL, interviews in the whole ledger), all owners."""
+        with self._read() as db:
+            here = db.execute("SELECT COUNT(*) FROM interviews WHERE base_url = ?", (self.base_url,)).fetchone()[0]
+            total = db.execute("SELECT COUNT(*) FROM interviews").fetchone()[0]
+        return int(here), int(total)
+
+
+@contextmanager
+def _storage(verb: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"the local ledger could not be {verb} ({exc})") from exc
 
 
 def fts_match(query: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The long-lived things tools share: settings, the Koji client, the ledger, and the sandbox.
+"""The long-lived things tools share: settings, the Koji client and the ledger.
 
 They are opened once per process around the transport (not per MCP session: the SSE transport runs
 the server lifespan once per connection, and rate limiting and the ledger must be shared).
@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from koji_mcp.config import Settings
 from koji_mcp.koji.client import KojiClient
-from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
+from koji_mcp.interviews.ledger import Ledger
 
 if TYPE_CHECKING:
     import httpx
@@ -27,8 +27,6 @@ class Services:
     settings: Settings
     koji: KojiClient
     ledger: Ledger
-    sandbox: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @asynccontextmanager
@@ -37,7 +35,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Start the in-process sandbox if asked, then the Koji client and the ledger."""
     async with AsyncExitStack() as stack:
-        base_url, api_key, sandbox = settings.base_url, None, None
+        base_url, api_key = settings.base_url, None
         if settings.sandbox:
             from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
                 DEMO_KEY,
@@ -51,14 +49,4 @@ async def open_services(
         stack.push_async_callback(koji.aclose)
         ledger = Ledger.open(settings.state_dir, koji.base_url)
         stack.callback(ledger.close)
-        yield Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
-
-
-def current_owner() -> str:
-    """Who is calling: the authenticated HTTP client's id, or "local" (stdio, no auth)."""
-    try:
-        from mcp.server.auth.middleware.auth_context import get_access_token
-    except ImportError:  # pragma: no cover - SDK layout change
-        return LOCAL_OWNER
-    token = get_access_token()
-    return token.client_id if token is not None and token.client_id else LOCAL_OWNER
+        yield Services(settings=settings, koji=koji, ledger=ledger)

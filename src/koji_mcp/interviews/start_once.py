@@ -11,15 +11,13 @@ Single `start_interview` calls and batches share this path, so both get the same
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 
-from koji_mcp.koji.errors import KojiError, KojiProtocolError, LedgerUnavailable
-from koji_mcp.interviews.ledger import LedgerEntry
+from koji_mcp.interviews.ledger import LedgerEntry, StorageError, best_effort
+from koji_mcp.koji.errors import KojiError, KojiProtocolError
 from koji_mcp.koji.models import Respondent, StartRequest
 from koji_mcp.interviews.services import Services
 
@@ -33,7 +31,7 @@ class StartOutcome:
     outcome: Outcome
     interview_id: str | None = None
     initial_message: str | None = None
-    error: KojiError | None = None
+    error: KojiError | StorageError | None = None
     saved: bool = True
     existing: LedgerEntry | None = None  # for "skipped": the earlier entry for this external_id
 
@@ -53,8 +51,8 @@ async def start_one(
             owner=owner, external_id=person.external_id, display_name=person.display_name,
             metadata=person.metadata, mode=request.mode, locale=request.locale, unless_known=skip_known,
         )
-    except sqlite3.Error as exc:
-        return StartOutcome("failed", error=LedgerUnavailable(f"the local ledger could not be written ({exc})"))
+    except StorageError as exc:  # before sending: nothing reached Koji
+        return StartOutcome("failed", error=exc)
     if isinstance(reserved, LedgerEntry):
         return StartOutcome("skipped", interview_id=reserved.interview_id, existing=reserved)
     seq = reserved
@@ -63,29 +61,19 @@ async def start_one(
     except KojiError as exc:
         if exc.outcome == "unknown":
             return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, exc.message), error=exc)
-        _bookkeep(services.ledger.release, seq)
+        best_effort(services.ledger.release, seq)
         return StartOutcome("failed", error=exc)
     except anyio.get_cancelled_exc_class():
         # Cancelled while pacing or waiting out a 429: nothing was sent (a send itself is shielded).
-        _bookkeep(services.ledger.release, seq)
+        best_effort(services.ledger.release, seq)
         raise
     except Exception as exc:  # anything unforeseen after sending: the outcome is unknown, say so
         logger.exception("unexpected error while starting an interview")
         error = KojiProtocolError(f"unexpected {type(exc).__name__} while talking to Koji")
         return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, error.message), error=error)
-    saved = _bookkeep(services.ledger.confirm, seq, interview_id=started.interview_id,
+    saved = best_effort(services.ledger.confirm, seq, interview_id=started.interview_id,
                       session_token=started.session_token, initial_message=started.initial_message)
     return StartOutcome("started", started.interview_id, started.initial_message, saved=saved)
-
-
-def _bookkeep(action: Callable[..., object], *args: object, **kwargs: object) -> bool:
-    """Ledger bookkeeping after a send must never hide what happened at Koji."""
-    try:
-        action(*args, **kwargs)
-        return True
-    except Exception:
-        logger.exception("could not update the ledger")
-        return False
 
 
 def _mark_unknown(services: Services, seq: int, note: str) -> str:

@@ -26,14 +26,25 @@ from pydantic import ValidationError
 from koji_mcp import USER_AGENT
 from koji_mcp.config import Settings
 from koji_mcp.koji.errors import (
-    KojiAPIError,
+    COMPLETE,
+    MESSAGE,
+    READ,
+    START,
+    BadRequest,
+    Conflict,
+    Endpoint,
+    NotFound,
+    SessionGone,
     KojiConnectError,
     KojiProtocolError,
     KojiRateLimited,
     KojiTimeout,
     KojiUnavailable,
+    NotKoji,
+    Redirected,
+    api_error,
 )
-from koji_mcp.logs import redact
+from koji_mcp.logs import mask_secrets
 from koji_mcp.koji.models import ErrorBody, StartRequest, StartResponse
 from koji_mcp.koji.ratelimit import Pacer, RateLimitTracker, WaitTooLong
 from koji_mcp.koji.replies import (
@@ -55,6 +66,8 @@ INTERVIEW_PATH = "/api/v1/interviews/{id}"
 MESSAGE_ROUTES = ("/api/v1/interviews/{id}/message", "/api/v1/interviews/{id}/messages")
 COMPLETE_ROUTES = ("/api/interview/complete", "/api/v1/interviews/{id}/complete")
 MESSAGE_ACCEPT = "text/event-stream, application/json"
+PROBE_INTERVIEW_ID = "00000000-0000-0000-0000-000000000000"  # no interview has it
+PROBE_TOKEN = "koji-mcp-doctor-probe"
 CONNECT_RETRIES = 2
 RATE_LIMIT_RETRIES = 2
 SERVER_ERROR_RETRIES = 2  # GET only
@@ -125,18 +138,12 @@ class KojiClient:
         if self._client is not None:
             await self._client.aclose()
 
-    async def __aenter__(self) -> KojiClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     # -- endpoints ------------------------------------------------------------------------------
 
     async def start_interview(self, request: StartRequest, *, max_wait: float | None = None) -> StartResponse:
         """POST /api/v1/interviews/start. Never retried once it may have reached Koji."""
         response = await self.request("POST", START_PATH, json=request.to_body(), max_wait=max_wait)
-        self.raise_for_error(response, sent=True)
+        self.raise_for_error(response, START, sent=True)
         try:
             return StartResponse.model_validate(response.json())
         except (ValueError, ValidationError):
@@ -156,7 +163,7 @@ class KojiClient:
             )
 
         response = await self._with_fallback("message", MESSAGE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True, secrets=(session_token,))
+        self.raise_for_error(response, MESSAGE, sent=True, secrets=(session_token,))
         try:
             if response.content_type == "text/event-stream":
                 return parse_sse_reply(response.content.decode("utf-8", "replace"))
@@ -183,14 +190,49 @@ class KojiClient:
             )
 
         response = await self._with_fallback("complete", COMPLETE_ROUTES, attempt)
-        self.raise_for_error(response, sent=True, secrets=(session_token,))
+        self.raise_for_error(response, COMPLETE, sent=True, secrets=(session_token,))
         return _json_object(response, "completion")
 
     async def get_interview(self, interview_id: str) -> dict[str, Any]:
         """GET the interview: status, transcript, analysis. Unknown fields are kept."""
         response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
-        self.raise_for_error(response, sent=False)  # a read changes nothing at Koji
+        self.raise_for_error(response, READ, sent=False)  # a read changes nothing at Koji
         return _json_object(response, "interview")
+
+    async def probe(self, endpoint: Endpoint) -> None:
+        """Check that the key may use `endpoint`, with a request Koji must refuse: no credit is spent.
+
+        Koji checks the key's permission before the request itself (koji-api.md §5.2), so a refusal
+        *other* than 403 (400 for an invalid start or completion, 404 for the made-up interview,
+        401 for its made-up session token) proves the permission is there. Returns normally then;
+        raises Forbidden when the permission is missing, and the usual typed errors otherwise
+        (Unauthorized, NotKoji, KojiRateLimited, KojiConnectError, …). 429 waits are not taken.
+        """
+        path = quote(PROBE_INTERVIEW_ID, safe="")
+        probe = {"X-Session-Token": PROBE_TOKEN}
+        if endpoint is START:  # invalid on two counts: Koji must answer 400 before starting anything
+            response = await self.request("POST", START_PATH, json={"respondent": PROBE_TOKEN, "mode": PROBE_TOKEN},
+                                          max_wait=0)
+        elif endpoint is MESSAGE:
+            response = await self._with_fallback("message", MESSAGE_ROUTES, lambda route: self.request(
+                "POST", route.format(id=path), json={}, headers=probe, max_wait=0))
+        elif endpoint is COMPLETE:
+            response = await self._with_fallback("complete", COMPLETE_ROUTES, lambda route: self.request(
+                "POST", route.format(id=path), json={"interview_id": PROBE_INTERVIEW_ID, "reason": PROBE_TOKEN},
+                headers=probe, max_wait=0))
+        else:
+            response = await self.request("GET", INTERVIEW_PATH.format(id=path), max_wait=0)
+        if 200 <= response.status < 300:
+            if endpoint is READ:
+                return
+            raise KojiProtocolError(
+                f"Koji accepted an invalid probe request ({response.status}) instead of refusing it",
+                status=response.status,
+            )
+        try:
+            self.raise_for_error(response, endpoint, sent=False)
+        except (BadRequest, NotFound, SessionGone, Conflict):
+            return  # Koji checked the permission, then refused the request itself
 
     async def _with_fallback(
         self, kind: str, routes: tuple[str, ...], attempt: Callable[[str], Awaitable[KojiResponse]]
@@ -320,11 +362,14 @@ class KojiClient:
                 chunks.append(chunk)
         return KojiResponse(response.status_code, response.headers, b"".join(chunks))
 
-    def raise_for_error(self, response: KojiResponse, *, sent: bool, secrets: tuple[str, ...] = ()) -> None:
-        """Turn a non-2xx answer into the matching exception (429 is handled in `request`).
+    def raise_for_error(
+        self, response: KojiResponse, endpoint: Endpoint, *, sent: bool, secrets: tuple[str, ...] = ()
+    ) -> None:
+        """Turn a non-2xx answer into the typed error that says what it means on `endpoint`.
 
-        `sent` says whether the request may have acted at Koji (so a 5xx leaves its outcome
-        unknown). Upstream text is scrubbed of our own credentials before it goes anywhere.
+        (429 is handled in `request`.) `sent` says whether the request may have acted at Koji (so
+        a 5xx leaves its outcome unknown). Upstream text is scrubbed of our own credentials
+        before it goes anywhere.
         """
         if 200 <= response.status < 300:
             return
@@ -340,22 +385,17 @@ class KojiClient:
                 status=response.status,
                 outcome="unknown" if sent else "rejected",
             )
+        if 300 <= response.status < 400:
+            location = scrub(response.headers.get("location", "?"))
+            raise Redirected(response.status, f"Koji's base URL redirects ({response.status}) to {location}",
+                             location=location)
         if body is None:
-            raise KojiAPIError(
+            raise NotKoji(
                 response.status,
                 None,
                 scrub(f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})"),
-                has_koji_body=False,
             )
-        raise KojiAPIError(response.status, scrub(body.error)[:100], scrub(body.message))
-
-
-def mask_secrets(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace each known secret (and anything secret-shaped) with its masked prefix."""
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, f"{secret[:4]}…")
-    return redact(text)
+        raise api_error(endpoint, response.status, scrub(body.error)[:100], scrub(body.message))
 
 
 def route_missing(response: KojiResponse) -> bool:

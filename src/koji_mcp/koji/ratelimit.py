@@ -22,7 +22,6 @@ class RateLimitSnapshot:
     limit: int | None = None
     remaining: int | None = None
     reset_at: float | None = None
-    observed_at: float | None = None
 
 
 class RateLimitTracker:
@@ -38,7 +37,7 @@ class RateLimitTracker:
         reset = _float(headers.get("x-ratelimit-reset"))
         if limit is None and remaining is None and reset is None:
             return
-        self.snapshot = RateLimitSnapshot(limit, remaining, reset, self._clock())
+        self.snapshot = RateLimitSnapshot(limit, remaining, reset)
 
     def retry_after(self, headers: Mapping[str, str]) -> float | None:
         """Seconds a 429 asks us to wait: Retry-After first, else X-RateLimit-Reset − now."""

@@ -9,7 +9,7 @@ carrying `interview_status`) or plain text, and `[DONE]` ends the stream.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,8 +24,6 @@ class MessageReply(BaseModel):
     interviewer_message: str
     interview_status: str | None = None
     messages_count: int | None = None
-    message_id: str | None = None
-    format: Literal["json", "sse"] = "json"
 
 
 class ReplyFormatError(ValueError):
@@ -49,8 +47,6 @@ def parse_json_reply(payload: Any) -> MessageReply:
         interviewer_message=text,
         interview_status=_str(payload.get("interview_status") or payload.get("status")),
         messages_count=_int(payload.get("messages_count")),
-        message_id=_str(payload.get("message_id")),
-        format="json",
     )
 
 
@@ -59,7 +55,6 @@ def parse_sse_reply(body: str) -> MessageReply:
     parts: list[str] = []
     status: str | None = None
     count: int | None = None
-    message_id: str | None = None
     for event, data in _events(body):
         if data.strip() == "[DONE]":
             break
@@ -83,7 +78,6 @@ def parse_sse_reply(body: str) -> MessageReply:
                     break
             status = _str(payload.get("interview_status")) or status
             count = _int(payload.get("messages_count")) if payload.get("messages_count") is not None else count
-            message_id = _str(payload.get("message_id")) or message_id
         elif isinstance(payload, str):
             parts.append(payload)
         elif payload is None:
@@ -92,7 +86,6 @@ def parse_sse_reply(body: str) -> MessageReply:
         raise ReplyFormatError("the event stream carried no interviewer text")
     return MessageReply(
         interviewer_message="".join(parts), interview_status=status, messages_count=count,
-        message_id=message_id, format="sse",
     )
 
 

@@ -84,7 +84,7 @@ class KojiServer(MCPServer[Services]):
         if tool is None:
             raise ToolError(f"Unknown tool: {name}")
         if context is None:
-            context = Context(mcp_server=self, subscriptions=getattr(self, "_subscriptions", None))
+            context = Context(mcp_server=self)  # outside a request (the SDK's dispatch always passes one)
         return await tool.run(arguments, context, convert_result=True)
 
 

@@ -9,13 +9,15 @@ upstream: Koji only ever sees the server's own API key.
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+
+from koji_mcp.interviews.ledger import LOCAL_OWNER
+from koji_mcp.logs import mask
 
 MIN_TOKEN_LENGTH = 16
 SCOPE = "koji-mcp"
@@ -31,14 +33,12 @@ class ClientToken:
     token: str
 
     def __repr__(self) -> str:  # never show the token itself
-        return f"ClientToken(name={self.name!r}, token='{self.token[:4]}…')"
+        return f"ClientToken(name={self.name!r}, token='{mask(self.token)}')"
 
 
-def parse_tokens(flag_values: Iterable[str], env: Mapping[str, str] | None = None) -> list[ClientToken]:
-    """`TOKEN` or `NAME=TOKEN` items, from flags and the comma-separated KOJI_MCP_AUTH_TOKEN."""
-    env = os.environ if env is None else env
-    raw = [item.strip() for item in (env.get("KOJI_MCP_AUTH_TOKEN") or "").split(",") if item.strip()]
-    raw += [item.strip() for item in flag_values if item.strip()]
+def parse_tokens(items: Iterable[str]) -> list[ClientToken]:
+    """`TOKEN` or `NAME=TOKEN` items (Settings.auth_tokens: KOJI_MCP_AUTH_TOKEN and --auth-token)."""
+    raw = [item.strip() for item in items if item.strip()]
     tokens: list[ClientToken] = []
     for index, item in enumerate(raw, start=1):
         name, sep, token = item.partition("=")
@@ -89,10 +89,7 @@ def auth_settings(public_url: str, mcp_path: str) -> AuthSettings:
     )
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def current_owner() -> str:
+    """Who is calling: the authenticated HTTP client's name (the ledger's owner), or "local" (stdio, no auth)."""
+    token = get_access_token()
+    return token.client_id if token is not None and token.client_id else LOCAL_OWNER

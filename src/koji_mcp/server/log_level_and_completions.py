@@ -5,15 +5,16 @@ derives capabilities from the handlers present), which hosts and the MCP conform
 
 - `logging/setLevel` (protocol <= 2025-11-25; removed in 2026-07-28, where the SDK never routes it):
   koji-mcp sends no `notifications/message`, its logs go to stderr, which hosts show in their MCP
-  log view. So the level a client asks for is applied to the `koji_mcp` logger (and remembered in
-  `Services.extras["mcp_log_level"]`); the answer is the empty result the spec requires. The level
+  log view. So the level a client asks for is applied to the `koji_mcp` logger; the answer is the
+  empty result the spec requires. The level
   is process-wide: over HTTP, the last client to set it wins.
 - `completion/complete`: the `conduct_interview` prompt's `locale` argument (common Koji
   languages) and the `koji://interviews/{interview_id}` template's `interview_id` (from the caller's
   ledger, newest first). Anything else completes to an empty list, as the SDK does by default.
 
-Both go through the low-level `add_request_handler`: `MCPServer` has no API for `logging/setLevel`,
-and its `@completion()` decorator does not pass the request context, which the ledger lookup needs.
+Both go through the low-level `add_request_handler` (reached through `sdk.lowlevel_server`):
+`MCPServer` has no API for `logging/setLevel`, and its `@completion()` decorator does not pass the
+request context, which the ledger lookup needs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from mcp.types import (
     SetLevelRequestParams,
 )
 
-from koji_mcp.interviews.services import current_owner
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import lowlevel_server
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ PYTHON_LEVELS: dict[str, int] = {
 
 def register_protocol_extras(server: MCPServer) -> None:
     """Register `logging/setLevel` and `completion/complete` on `server`."""
-    lowlevel = server._lowlevel_server  # no public API for logging/setLevel (mcp 2.3)
+    lowlevel = lowlevel_server(server)  # no public API for logging/setLevel (mcp 2.3)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     lowlevel.add_request_handler("completion/complete", CompleteRequestParams, complete)
 
@@ -75,9 +77,6 @@ def register_protocol_extras(server: MCPServer) -> None:
 async def set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
     level = PYTHON_LEVELS[params.level]
     logging.getLogger(PACKAGE_LOGGER).setLevel(level)
-    extras = getattr(ctx.lifespan_context, "extras", None)
-    if isinstance(extras, dict):
-        extras["mcp_log_level"] = params.level
     logger.info("log level set to %s by the MCP client", params.level)
     return EmptyResult()
 

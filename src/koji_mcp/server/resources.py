@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
-from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.koji.errors import KojiAPIError, KojiError, NotFound
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import redact
 from koji_mcp.koji.models import is_valid_interview_id
-from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.interviews.services import Services
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.interviews.views import interview_view
 
 
@@ -25,8 +27,8 @@ def register_resources(server: MCPServer[Services]) -> None:
         "plus Koji's current view (status, analysis, structured answers).",
         mime_type="application/json",
     )
-    async def interview_resource(interview_id: str, ctx: Context) -> str:
-        services: Services = ctx.request_context.lifespan_context
+    async def interview_resource(interview_id: str, ctx: ServerContext) -> str:
+        services = services_of(ctx)
         if not is_valid_interview_id(interview_id):
             raise ResourceError(f"not a valid interview_id: {interview_id!r}")
         owner = current_owner()
@@ -39,7 +41,7 @@ def register_resources(server: MCPServer[Services]) -> None:
             document["koji"] = interview_view(raw, include_transcript=False, offset=0, page=0,
                                             interview_id=interview_id)
         except KojiAPIError as exc:
-            if exc.status == 404 and entry is None:
+            if isinstance(exc, NotFound) and entry is None:
                 raise ResourceError(f"unknown interview {interview_id}") from None
             document["koji_error"] = redact(f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip())
         except KojiError as exc:

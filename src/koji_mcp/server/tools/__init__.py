@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.types import ToolAnnotations
+if TYPE_CHECKING:  # doctor reads the registry without importing the MCP SDK
+    from mcp.types import ToolAnnotations
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ToolSpec:
     title: str
     read_only: bool
     idempotent: bool
+    permission: str | None  # the Koji API-key permission the tool needs (None: it never calls Koji)
     destructive: bool = False
     open_world: bool = True
 
@@ -38,6 +40,8 @@ class ToolSpec:
 
     @property
     def annotations(self) -> ToolAnnotations:
+        from mcp.types import ToolAnnotations
+
         return ToolAnnotations(
             title=self.title,
             read_only_hint=self.read_only,
@@ -48,22 +52,25 @@ class ToolSpec:
 
 
 READ_TOOLS: list[ToolSpec] = [
-    ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
+    ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True,
+             permission="interview:read"),
     ToolSpec("koji_mcp.server.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
-             open_world=False),
+             permission=None, open_world=False),
     ToolSpec("koji_mcp.server.tools.search:search", title="Search interviews", read_only=True, idempotent=True,
-             open_world=False),
-    ToolSpec("koji_mcp.server.tools.search:fetch", title="Fetch interview", read_only=True, idempotent=True),
+             permission=None, open_world=False),
+    ToolSpec("koji_mcp.server.tools.search:fetch", title="Fetch interview", read_only=True, idempotent=True,
+             permission="interview:read"),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [
-    ToolSpec("koji_mcp.server.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False),
+    ToolSpec("koji_mcp.server.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False,
+             permission="interview:start"),
     ToolSpec("koji_mcp.server.tools.batch:start_interviews", title="Start interviews (batch)", read_only=False,
-             idempotent=False),
+             idempotent=False, permission="interview:start"),
     ToolSpec("koji_mcp.server.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,
-             idempotent=False),
+             idempotent=False, permission="interview:chat"),
     ToolSpec("koji_mcp.server.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
-             idempotent=True),
+             idempotent=True, permission="interview:complete"),
 ]
 
 ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]
@@ -88,10 +95,3 @@ def select_specs(*, read_only: bool = False, names: Iterable[str] | None = None)
         wanted = set(names)
         specs = [spec for spec in specs if spec.name in wanted]
     return specs
-
-
-def select_tools(*, read_only: bool = False, names: Iterable[str] | None = None) -> list[Any]:
-    """Build the selected tools now (the catalog generator and tests use this)."""
-    from koji_mcp.server.tools.schema import build_tool
-
-    return [build_tool(spec) for spec in select_specs(read_only=read_only, names=names)]

@@ -3,12 +3,12 @@
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from koji_mcp.koji.models import Locale, Mode, Respondent
-from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.server.tools.results import ok
 
 MAX_BATCH = 500
@@ -22,7 +22,7 @@ class BatchResult(BaseModel):
 
 
 async def start_interviews(
-    ctx: Context,
+    ctx: ServerContext,
     respondents: Annotated[
         list[Respondent],
         Field(min_length=1, max_length=MAX_BATCH,
@@ -48,7 +48,7 @@ async def start_interviews(
         summarize,
     )
 
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     total = len(respondents)
     done = 0
 

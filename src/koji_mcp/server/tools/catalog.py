@@ -3,7 +3,7 @@
 Building six validated tool schemas with pydantic costs more startup time than everything else
 koji-mcp does before `initialize`; the catalog lets the server list its tools without building
 them. tests/test_tool_surface.py fails when catalog.json no longer matches the code; regenerate
-with `python -m koji_mcp.server.tools.catalog` (or `UPDATE_SNAPSHOTS=1 make test`).
+with `python -m koji_mcp.server.tools.catalog` (or `UPDATE_CATALOG=1 make test`).
 """
 
 from __future__ import annotations

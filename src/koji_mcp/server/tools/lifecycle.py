@@ -7,16 +7,17 @@ interview_id and never sees the token.
 
 from typing import Annotated, Literal
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from koji_mcp.koji.errors import KojiAPIError, KojiError
-from koji_mcp.interviews.ledger import LedgerEntry
+from koji_mcp.interviews.ledger import LedgerEntry, best_effort
+from koji_mcp.koji.errors import InterviewEnded, SessionGone
 from koji_mcp.koji.models import CompletionReason, FlatMetadata, InterviewId
-from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.interviews.services import Services
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.text import fence
-from koji_mcp.server.tools.results import error_result, fail, ok
+from koji_mcp.server.tools.results import fail, ok
 
 MAX_MESSAGE_CHARS = 5_000
 ACTIVE = "active"
@@ -56,7 +57,7 @@ def lookup(services: Services, interview_id: str, tool: str) -> LedgerEntry | Ca
 
 
 async def send_interview_message(
-    ctx: Context,
+    ctx: ServerContext,
     interview_id: InterviewId,
     content: Annotated[
         str,
@@ -71,7 +72,7 @@ async def send_interview_message(
     Use this tool for every answer the respondent gives: pass it verbatim, show the reply as-is.
     When the interview has ended, call complete_interview.
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     text = content.strip()
     if not text:
         return fail("content is empty: pass the respondent's message verbatim. Nothing was sent to Koji.")
@@ -97,19 +98,19 @@ async def send_interview_message(
         return fail(f"Interview {interview_id}'s session has expired; start a new interview.")
     try:
         reply = await services.koji.send_message(interview_id, entry.session_token or "", content)
-    except KojiError as exc:
-        if isinstance(exc, KojiAPIError) and exc.code == "invalid_session_token":
-            services.ledger.update_status(interview_id, entry.owner, "expired")
-        elif isinstance(exc, KojiAPIError) and exc.status == 409:
-            services.ledger.update_status(interview_id, entry.owner, "ended")
-        return error_result(exc, "send_interview_message")
+    except SessionGone:
+        best_effort(services.ledger.update_status, interview_id, entry.owner, "expired")
+        raise  # StrictTool.run renders it
+    except InterviewEnded:
+        best_effort(services.ledger.update_status, interview_id, entry.owner, "ended")
+        raise
 
     status = reply.interview_status or ACTIVE
     ended = status != ACTIVE
     if ended:
-        services.ledger.update_status(interview_id, entry.owner, "ended")
+        best_effort(services.ledger.update_status, interview_id, entry.owner, "ended")
     else:
-        services.ledger.touch(interview_id, entry.owner)
+        best_effort(services.ledger.touch, interview_id, entry.owner)
     next_step = (
         f"The interview has ended (status '{status}'). Show the reply, then call "
         f"complete_interview(interview_id=\"{interview_id}\", reason=\"natural\") to run Koji's analysis."
@@ -127,7 +128,7 @@ async def send_interview_message(
 
 
 async def complete_interview(
-    ctx: Context,
+    ctx: ServerContext,
     interview_id: InterviewId,
     reason: Annotated[
         CompletionReason,
@@ -143,20 +144,16 @@ async def complete_interview(
     Use this tool when the interview ended, the respondent left, or you must stop it. Safe to
     call again. Then read the analysis with get_interview.
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     entry = lookup(services, interview_id, "complete_interview")
     if isinstance(entry, CallToolResult):
         return entry
     if entry.status == "completed" and entry.completion:
         return _completed_result(interview_id, entry.completion)
-    try:
-        body = await services.koji.complete_interview(
-            interview_id, entry.session_token or "", reason=reason, feedback=feedback
-        )
-    except KojiError as exc:
-        return error_result(exc, "complete_interview")
+    body = await services.koji.complete_interview(interview_id, entry.session_token or "", reason=reason,
+                                                  feedback=feedback)
     completion = completion_fields(body, reason)
-    services.ledger.update_status(interview_id, entry.owner, "completed", completion=completion)
+    best_effort(services.ledger.update_status, interview_id, entry.owner, "completed", completion=completion)
     return _completed_result(interview_id, completion)
 
 

@@ -1,26 +1,24 @@
 """get_interview and list_interviews: reading results from Koji and the local ledger."""
 
 
-import logging
 import re
-import sqlite3
 from typing import Annotated, Any
 
 import anyio
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
-from koji_mcp.koji.errors import KojiError
-from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES
+from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES, best_effort
+from koji_mcp.koji.errors import InterviewNotFound
 from koji_mcp.koji.models import InterviewId
-from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.interviews.services import Services
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.text import clean_koji_text
 from koji_mcp.server.tools.lifecycle import completion_fields
-from koji_mcp.server.tools.results import error_result, fail, ok
+from koji_mcp.server.tools.results import fail, ok
 from koji_mcp.interviews.views import interview_view, render_interview, searchable_text
 
-logger = logging.getLogger(__name__)
 TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0
 
@@ -52,7 +50,7 @@ class InterviewList(BaseModel):
 
 
 async def get_interview(
-    ctx: Context,
+    ctx: ServerContext,
     interview_id: InterviewId,
     include_transcript: Annotated[
         bool, Field(description="Also return the conversation (paged, 50 messages at a time).")
@@ -66,17 +64,14 @@ async def get_interview(
     Use this tool to check an interview or report its results after complete_interview. A pending
     analysis says when to check again; include_transcript adds the conversation.
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     owner = current_owner()
     if owner != LOCAL_OWNER and services.ledger.get(interview_id, owner) is None:
-        return fail("Koji rejected get_interview (HTTP 404 not_found): The specified interview does not exist.\n"
-                    "Koji does not know this interview; check the interview_id with list_interviews.")
+        # Another client's interview reads exactly like one that does not exist.
+        raise InterviewNotFound(404, "not_found", "The specified interview does not exist.")
     deadline = anyio.current_time() + services.settings.analysis_poll_seconds
     while True:
-        try:
-            raw = await services.koji.get_interview(interview_id)
-        except KojiError as exc:
-            return error_result(exc, "get_interview")
+        raw = await services.koji.get_interview(interview_id)
         view = interview_view(raw, include_transcript=include_transcript, offset=transcript_offset,
                               page=TRANSCRIPT_PAGE,
                               interview_id=interview_id)
@@ -93,11 +88,8 @@ def remember(services: Services, owner: str, interview_id: str, raw: dict[str, A
 
     Bookkeeping only: a ledger that cannot be written must not hide what Koji answered.
     """
-    try:
-        _sync_ledger(services, owner, interview_id, view)
-        services.ledger.index_text(interview_id, owner, **searchable_text(raw))
-    except sqlite3.Error:
-        logger.exception("could not update the ledger after reading interview %s", interview_id)
+    _sync_ledger(services, owner, interview_id, view)
+    best_effort(services.ledger.index_text, interview_id, owner, **searchable_text(raw))
 
 
 def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[str, Any]) -> None:
@@ -105,14 +97,14 @@ def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[s
     if entry is None or entry.status == view.get("status"):
         return
     if view.get("status") == "completed":
-        services.ledger.update_status(interview_id, owner, "completed",
-                                      completion=completion_fields(view, "manual"))
+        best_effort(services.ledger.update_status, interview_id, owner, "completed",
+                    completion=completion_fields(view, "manual"))
     elif view.get("status") == "ended":
-        services.ledger.update_status(interview_id, owner, "ended")
+        best_effort(services.ledger.update_status, interview_id, owner, "ended")
 
 
 async def list_interviews(
-    ctx: Context,
+    ctx: ServerContext,
     status: Annotated[
         str | None, Field(description=f"Only interviews with this status: {', '.join(STATUSES)}.")
     ] = None,
@@ -125,7 +117,7 @@ async def list_interviews(
     Use this tool to find an interview_id, see who was invited or finished, or reconcile 'unknown'
     starts. Interviews started elsewhere are missing (Koji has no list API).
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     if status is not None and status not in STATUSES:
         return fail(f"status must be one of {', '.join(STATUSES)} (got {clean_koji_text(status, 40)!r}).")
     before: int | None = None
@@ -147,6 +139,7 @@ async def list_interviews(
             f"- {i['interview_id']} [{i['status']}] "
             + clean_koji_text(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
             + f" started {i['created_at']}"
+            + (f" - {clean_koji_text(i['note'], 300)}" if i.get("note") else "")
             for i in items
         ]
         text = f"{len(items)} of {total} interview(s), newest first:\n" + "\n".join(lines)

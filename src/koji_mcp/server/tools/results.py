@@ -1,7 +1,8 @@
 """Shaping tool results: success with structured content, and errors as `isError` results.
 
-Every upstream failure goes through `error_result`, so the model always learns what happened,
-whether anything happened at Koji, and what to do next. Text that comes from Koji is third-party
+Every upstream or storage failure becomes a result through `error_result`, called in one place (the
+tool runner, schema.py), so the model always learns what happened, whether anything happened at
+Koji, and what to do next. Text that comes from Koji is third-party
 content: it is cleaned, capped and fenced so a model can tell it from instructions.
 """
 
@@ -13,7 +14,13 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.koji.errors import (
+    BadRequest,
+    BriefNotPublished,
+    Conflict,
+    Forbidden,
+    InterviewEnded,
     KojiAPIError,
     KojiConnectError,
     KojiError,
@@ -21,6 +28,12 @@ from koji_mcp.koji.errors import (
     KojiRateLimited,
     KojiTimeout,
     KojiUnavailable,
+    NotFound,
+    NotKoji,
+    PaymentRequired,
+    ProjectNotFound,
+    SessionGone,
+    Unauthorized,
 )
 from koji_mcp.logs import redact
 from koji_mcp.text import clean_koji_text
@@ -37,25 +50,17 @@ def fail(text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
 
 
-# -- upstream errors -----------------------------------------------------------------------------
-
-PERMISSION_FOR = {
-    "start_interview": "interview:start",
-    "start_interviews": "interview:start",
-    "send_interview_message": "interview:chat",
-    "complete_interview": "interview:complete",
-    "get_interview": "interview:read",
-    "fetch": "interview:read",
-}
+# -- upstream and storage errors -----------------------------------------------------------------
 
 OUTCOME_TEXT = {
     "not_sent": "Nothing was sent to Koji.",
     "rejected": "Koji did not act on the request.",
 }
+START_TOOLS = {"start_interview", "start_interviews"}
 
 
 def _unknown_outcome(tool: str) -> str:
-    if tool in {"start_interview", "start_interviews"}:
+    if tool in START_TOOLS:
         return (
             "Outcome unknown: the interview may have been started (and credits spent). Do not retry "
             "blindly: check list_interviews (status 'unknown') or Koji's dashboard first, so the same "
@@ -77,56 +82,60 @@ def when(seconds: float | None) -> str:
 
 
 def next_step(exc: KojiAPIError, tool: str) -> str:
-    code, status = exc.code, exc.status
-    if status == 401 and code == "invalid_session_token" and tool == "complete_interview":
-        return ("Koji ends the session when an interview is completed, so it may already be completed: "
-                "check with get_interview before doing anything else.")
-    if status == 401 and code == "invalid_session_token":
+    """What to do about Koji's refusal, from what it means (its type), worded for `tool`."""
+    if isinstance(exc, SessionGone):
+        if tool == "complete_interview":
+            return ("Koji ends the session when an interview is completed, so it may already be completed: "
+                    "check with get_interview before doing anything else.")
         return "This interview's session has expired (it was completed or timed out); start a new interview."
-    if status == 401:
+    if isinstance(exc, Unauthorized):
         return (
             "Check KOJI_API_KEY: it is missing, mistyped or revoked. Create a key in Koji (Dashboard > "
             "Profile > API Keys) and restart koji-mcp with it."
         )
-    if status == 403:
-        permission = PERMISSION_FOR.get(tool, "the required permission")
-        return f"The API key lacks the permission '{permission}'; create a key that has it in Koji and restart koji-mcp."
-    if status == 404 and tool in {"start_interview", "start_interviews"}:
+    if isinstance(exc, Forbidden):
+        return (f"The API key lacks the permission '{exc.permission}'; create a key that has it in Koji and "
+                "restart koji-mcp.")
+    if isinstance(exc, ProjectNotFound):
         return "The API key's project does not exist (was it deleted?); use a key from an existing Koji project."
-    if status == 404:
+    if isinstance(exc, NotFound):
         return "Koji does not know this interview; check the interview_id with list_interviews."
-    if status == 402:
+    if isinstance(exc, PaymentRequired):
         return "The Koji account is out of credits; top up in Koji, then try again."
-    if status == 409 and tool == "send_interview_message":
+    if isinstance(exc, InterviewEnded):
         return "The interview has ended: call complete_interview to run Koji's analysis."
-    if status == 409:
+    if isinstance(exc, Conflict):
         return "Koji reports a conflict with the interview's current state; check it with get_interview before retrying."
-    if status == 422:
+    if isinstance(exc, BriefNotPublished):
         return (
             "Publish the project's research brief in Koji (or fix the project setting that prevents "
             "starting), then try again."
         )
-    if status == 400:
+    if isinstance(exc, BadRequest):
         return f"Fix the request as the message says, then call {tool} again."
     return f"Check the request and Koji's status, then try {tool} again."
 
 
-def error_result(exc: KojiError, tool: str) -> CallToolResult:
-    """The one place an upstream failure becomes an `isError` result."""
-    if isinstance(exc, KojiRateLimited):
+def error_result(exc: KojiError | StorageError, tool: str) -> CallToolResult:
+    """An upstream or storage failure as an `isError` result (StrictTool.run, the one boundary, calls it)."""
+    if isinstance(exc, StorageError):
+        text = (
+            f"{exc.message[:1].upper()}{exc.message[1:]}.\n{OUTCOME_TEXT['not_sent']} Check the state "
+            f"directory (KOJI_MCP_STATE_DIR: disk space, permissions), then call {tool} again."
+        )
+    elif isinstance(exc, KojiRateLimited):
         text = (
             f"Koji rate limit reached (HTTP 429 {exc.code}): {exc.message}\n"
             f"{OUTCOME_TEXT[exc.outcome]} Retry {when(exc.retry_after)}."
         )
+    elif isinstance(exc, NotKoji):
+        text = (
+            f"Koji rejected {tool} (HTTP {exc.status}): {exc.message}\n{OUTCOME_TEXT['rejected']} "
+            "Is KOJI_BASE_URL right? It should be Koji's API origin, e.g. https://koji.so."
+        )
     elif isinstance(exc, KojiAPIError):
         head = f"HTTP {exc.status} {exc.code}" if exc.code else f"HTTP {exc.status}"
-        if exc.has_koji_body:
-            text = f"Koji rejected {tool} ({head}): {exc.message}\n{OUTCOME_TEXT['rejected']} {next_step(exc, tool)}"
-        else:
-            text = (
-                f"Koji rejected {tool} ({head}): {exc.message}\n{OUTCOME_TEXT['rejected']} "
-                "Is KOJI_BASE_URL right? It should be Koji's API origin, e.g. https://koji.so."
-            )
+        text = f"Koji rejected {tool} ({head}): {exc.message}\n{OUTCOME_TEXT['rejected']} {next_step(exc, tool)}"
     elif isinstance(exc, KojiConnectError):
         text = (
             f"Could not reach Koji: {exc.message}\n{OUTCOME_TEXT['not_sent']} Check the network and "
@@ -138,4 +147,7 @@ def error_result(exc: KojiError, tool: str) -> CallToolResult:
         text = f"{label}: {exc.message}\n{outcome}"
     else:
         text = f"Koji call failed: {exc.message}\n{_unknown_outcome(tool)}"
+    notes = getattr(exc, "__notes__", None)  # what the tool added (e.g. the ledger row of an unknown start)
+    if notes:
+        text += "\n" + "\n".join(notes)
     return fail(clean_koji_text(redact(text), MAX_ERROR_TEXT))

@@ -1,9 +1,12 @@
 """Turning plain typed functions into MCP tools with strict, inline schemas and readable errors.
 
-The SDK's defaults don't fit us in three ways, fixed here once for every tool:
+The SDK's defaults don't fit us in four ways, fixed here once for every tool:
 - unknown arguments are silently ignored -> we reject them (a typo must not drop data);
 - nested models publish `$ref`/`$defs` -> we inline them (several clients can't resolve refs);
-- validation errors arrive as pydantic's multi-line dump -> we list `field: problem` lines.
+- validation errors arrive as pydantic's multi-line dump -> we list `field: problem` lines;
+- any other exception reaches the model as "Error executing tool X" -> a KojiError or StorageError
+  raised by a tool becomes its `isError` result here, the one error boundary (results.error_result),
+  so tools raise typed errors and never build error results for them.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
 
+from koji_mcp.interviews.ledger import StorageError
+from koji_mcp.koji.errors import KojiError
+from koji_mcp.server.tools.results import error_result
 from koji_mcp.text import clean_koji_text
 
 if TYPE_CHECKING:
@@ -44,6 +50,12 @@ class StrictTool(Tool):
             raise ToolError(describe_errors(self.name, errors))
         try:
             return await super().run(arguments, context, convert_result)
+        except UnexpectedToolError as exc:
+            # The SDK wraps whatever the tool raised; Koji's and the ledger's failures are expected
+            # ones, rendered for the model under this tool's name. Anything else is a crash.
+            if isinstance(exc.__cause__, KojiError | StorageError):
+                return error_result(exc.__cause__, self.name)
+            raise
         except ToolError as exc:
             # Only the SDK's argument-validation ToolError; UnexpectedToolError (a subclass) wraps
             # failures inside the tool body, which must not read as "invalid arguments".

@@ -8,17 +8,17 @@ and fetch keep up to date); `fetch` reads one of the caller's interviews from Ko
 import json
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from koji_mcp.interviews.ledger import LOCAL_OWNER, SEARCH_LIMIT, LedgerEntry, fts_match
-from koji_mcp.interviews.services import Services, current_owner
 from koji_mcp.interviews.views import interview_view, render_interview
-from koji_mcp.koji.errors import KojiAPIError, KojiError
+from koji_mcp.koji.errors import InterviewNotFound
 from koji_mcp.koji.models import INTERVIEW_ID_PATTERN
 from koji_mcp.server.tools.read import remember
-from koji_mcp.server.tools.results import error_result, fail, ok
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
+from koji_mcp.server.tools.results import fail, ok
 from koji_mcp.text import clean_koji_text
 
 URL = "koji://interviews/{id}"  # the interview's resource: stable, and readable with resources/read
@@ -45,7 +45,7 @@ class Document(BaseModel):
 
 
 async def search(
-    ctx: Context,
+    ctx: ServerContext,
     query: Annotated[str, Field(max_length=MAX_QUERY_CHARS,
                                 description="Plain words: a name, an external_id, a topic or words said.")],
 ) -> Annotated[CallToolResult, SearchResults]:
@@ -55,7 +55,7 @@ async def search(
     best first.
     Example: {"query": "onboarding pricing"}
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     if fts_match(query) is None:
         return fail("query holds no words to search for: pass a name, an external_id or words about a topic, "
                     "e.g. \"pricing\".")
@@ -66,22 +66,19 @@ async def search(
 
 
 async def fetch(
-    ctx: Context,
+    ctx: ServerContext,
     id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN, description="An id from search results.")],
 ) -> Annotated[CallToolResult, Document]:
     """Fetch one interview by id as a document: analysis (summary, themes, answers) and transcript.
 
     Use this tool after search to read or cite an interview.
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     owner = current_owner()
     entry = services.ledger.get(id, owner)
-    try:
-        if entry is None and owner != LOCAL_OWNER:  # another client's interview reads as unknown
-            raise KojiAPIError(404, "not_found", "The specified interview does not exist.")
-        raw = await services.koji.get_interview(id)
-    except KojiError as exc:
-        return error_result(exc, "fetch")
+    if entry is None and owner != LOCAL_OWNER:  # another client's interview reads as unknown
+        raise InterviewNotFound(404, "not_found", "The specified interview does not exist.")
+    raw = await services.koji.get_interview(id)
     view = interview_view(raw, include_transcript=True, offset=0, page=FETCH_TRANSCRIPT_PAGE, interview_id=id)
     remember(services, owner, id, raw, view)
     respondent = view.get("respondent") or {}

@@ -4,15 +4,15 @@
 import logging
 from typing import Annotated
 
-from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from koji_mcp.koji.models import Locale, Mode, Respondent, StartRequest
-from koji_mcp.interviews.services import Services, current_owner
+from koji_mcp.server.auth import current_owner
+from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import fence
-from koji_mcp.server.tools.results import error_result, ok
+from koji_mcp.server.tools.results import ok
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class StartedInterview(BaseModel):
 
 
 async def start_interview(
-    ctx: Context,
+    ctx: ServerContext,
     respondent: Annotated[
         Respondent | None,
         Field(description="Who is interviewed (all optional); omit for anonymous."),
@@ -43,7 +43,7 @@ async def start_interview(
     same person twice. Relay answers with send_interview_message.
     Example: {"respondent": {"external_id": "u_123", "display_name": "Jane"}}
     """
-    services: Services = ctx.request_context.lifespan_context
+    services = services_of(ctx)
     owner = current_owner()
     request = StartRequest(respondent=respondent, mode=mode, locale=locale)
     earlier = services.ledger.find_by_external_id(respondent.external_id, owner) if respondent and respondent.external_id else []
@@ -51,10 +51,9 @@ async def start_interview(
     result = await start_one(services, owner, request)
     if result.outcome != "started":
         assert result.error is not None
-        failure = error_result(result.error, "start_interview")
         if result.outcome == "unknown":
-            failure.content[0].text += f"\nRecorded in the ledger as {result.interview_id} (status 'unknown')."
-        return failure
+            result.error.add_note(f"Recorded in the ledger as {result.interview_id} (status 'unknown').")
+        raise result.error  # StrictTool.run renders it
     await ctx.report_progress(1, 1, "interview started")
     interview_id, greeting = result.interview_id or "", result.initial_message or ""
     text = (

@@ -23,6 +23,7 @@ from koji_mcp.config import Settings
 from koji_mcp.interviews.ledger import Ledger
 from koji_mcp.server.log_level_and_completions import LOCALES, MAX_VALUES
 from koji_mcp.server.app import build_server
+from tests.conftest import seed
 
 pytestmark = pytest.mark.anyio
 
@@ -169,7 +170,7 @@ async def test_interview_id_completion_caps_at_100_values(settings: Settings, sa
     ledger = Ledger.open(settings.state_dir, sandbox.base_url)
     try:
         for n in range(MAX_VALUES + 30):
-            ledger.record_start(interview_id=f"int_{n:04d}", session_token=f"st_{n}")
+            seed(ledger, f"int_{n:04d}", f"st_{n}")
     finally:
         ledger.close()
     async with Client(build_server(settings), mode="legacy") as client:
@@ -187,3 +188,17 @@ async def test_other_references_complete_to_nothing(client: Client) -> None:
     assert (await completions(client, PromptReference(name="invite_participants"), "locale", "e")).values == []
     other = ResourceTemplateReference(uri="koji://other/{interview_id}")
     assert (await completions(client, other, "interview_id", "")).values == []
+
+
+def test_the_one_private_sdk_attribute_is_still_where_we_reach_it(settings: Settings) -> None:
+    """server/sdk.py reaches MCPServer._lowlevel_server (no public way to add logging/setLevel):
+    this fails loudly the day the SDK moves it."""
+    from koji_mcp.server.sdk import lowlevel_server
+
+    server = build_server(settings)
+    lowlevel = lowlevel_server(server)
+    assert lowlevel is server._lowlevel_server
+    assert lowlevel.get_request_handler("logging/setLevel") is not None
+    assert lowlevel.get_request_handler("completion/complete") is not None
+    with pytest.raises(RuntimeError, match="no longer keeps its low-level server in MCPServer._lowlevel_server"):
+        lowlevel_server(object())  # type: ignore[arg-type]
