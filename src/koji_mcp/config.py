@@ -6,10 +6,12 @@ fast at startup with one clear line instead of surfacing later inside a tool cal
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -54,6 +56,11 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(1_000_000, ge=1024)
     analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
     rate_limit_window: float = Field(60.0, gt=0, le=3600)  # Koji: a 1-minute sliding window
+    # The URL clients reach this server at (scheme://host[:port], no path): OAuth's resource URL is it + /mcp.
+    public_url: str | None = None
+    # An external OAuth authorization server whose JWT access tokens this server accepts (resource server only).
+    oauth_issuer: str | None = None
+    oauth_owner_claim: str = Field("sub", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")
 
     @field_validator("base_url")
     @classmethod
@@ -61,6 +68,32 @@ class Settings(BaseModel):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"KOJI_BASE_URL must start with http:// or https:// (got {value!r})")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"--public-url must be an http(s) URL such as https://mcp.example.com (got {value!r})")
+        if parts.path:
+            raise ValueError(f"--public-url is the server's origin without a path; /mcp is added (got {value!r})")
+        return value
+
+    @field_validator("oauth_issuer")
+    @classmethod
+    def _check_issuer(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()  # kept exactly (a trailing slash too): JWT `iss` is compared character for character
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"KOJI_MCP_OAUTH_ISSUER must be an https:// URL without query or fragment (got {value!r})")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError(f"KOJI_MCP_OAUTH_ISSUER must use https:// (http:// only on loopback; got {value!r})")
         return value
 
     @property
@@ -93,6 +126,12 @@ class Settings(BaseModel):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
+        if env.get("KOJI_MCP_PUBLIC_URL"):
+            values["public_url"] = env["KOJI_MCP_PUBLIC_URL"]
+        if env.get("KOJI_MCP_OAUTH_ISSUER"):
+            values["oauth_issuer"] = env["KOJI_MCP_OAUTH_ISSUER"]
+        if env.get("KOJI_MCP_OAUTH_OWNER_CLAIM"):
+            values["oauth_owner_claim"] = env["KOJI_MCP_OAUTH_OWNER_CLAIM"].strip()
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
@@ -108,6 +147,16 @@ class Settings(BaseModel):
                 "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
                 "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
             )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), with or without [brackets]."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _number(raw: str, name: str) -> float:

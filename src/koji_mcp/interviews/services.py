@@ -7,8 +7,9 @@ the server lifespan once per connection, and rate limiting and the ledger must b
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +55,36 @@ async def open_services(
         yield Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
 
 
+class OwnerUnknown(PermissionError):
+    """Auth is configured, but this request carries no authenticated client: refuse, never guess."""
+
+
+_owner_required: ContextVar[bool] = ContextVar("koji_mcp_owner_required", default=False)
+
+
+@contextmanager
+def owner_required() -> Iterator[None]:
+    """Within this block current_owner() fails closed instead of falling back to "local"."""
+    reset = _owner_required.set(True)
+    try:
+        yield
+    finally:
+        _owner_required.reset(reset)
+
+
 def current_owner() -> str:
-    """Who is calling: the authenticated HTTP client's id, or "local" (stdio, no auth)."""
+    """Who is calling: the authenticated client (its access token's client_id), or "local".
+
+    "local" (stdio, the CLI, an HTTP server without auth) only when no auth is configured: with
+    auth on (see owner_required) a request without an authenticated client raises OwnerUnknown.
+    """
     try:
         from mcp.server.auth.middleware.auth_context import get_access_token
     except ImportError:  # pragma: no cover - SDK layout change
-        return LOCAL_OWNER
+        raise OwnerUnknown("cannot read the caller's identity (mcp SDK layout changed)") from None
     token = get_access_token()
-    return token.client_id if token is not None and token.client_id else LOCAL_OWNER
+    if token is not None and token.client_id:
+        return token.client_id
+    if token is not None or _owner_required.get():
+        raise OwnerUnknown("no authenticated client for this request")
+    return LOCAL_OWNER
