@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}  # the accepted `alg`s and the JWK key type each needs
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
-MIN_REFRESH_SECONDS = 30.0  # at most one JWKS or metadata fetch per this interval
+MIN_REFRESH_SECONDS = 30.0  # at most one fetch per this interval triggered by tokens (unknown kid, issuer down)
 FETCH_TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 512 * 1024
 OWNER_PREFIX = "idp:"
@@ -74,7 +74,7 @@ class JWTVerifier(TokenVerifier):
         self._transport = transport
         self._jwks_uri: str | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
-        self._last_fetch = float("-inf")
+        self._last_token_fetch = float("-inf")  # when a token last made us fetch (rate-limited)
         self._lock = anyio.Lock()
 
     # -- fetching -------------------------------------------------------------------------------
@@ -113,7 +113,6 @@ class JWTVerifier(TokenVerifier):
 
     async def refresh(self) -> None:
         """Discover the JWKS location (once) and fetch the keys. Raises IssuerError."""
-        self._last_fetch = time.monotonic()
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False,
                                      transport=self._transport) as client:
             if self._jwks_uri is None:
@@ -153,10 +152,11 @@ class JWTVerifier(TokenVerifier):
             key = self._lookup(kid)
             if key is not None:
                 return key
-            waited = time.monotonic() - self._last_fetch
+            waited = time.monotonic() - self._last_token_fetch
             if waited < MIN_REFRESH_SECONDS:
-                logger.info("token signed with unknown key id %r; JWKS fetched %.0f s ago, not refetching", kid, waited)
+                logger.info("token signed with unknown key id %r; JWKS refetched %.0f s ago, not again yet", kid, waited)
                 return None
+            self._last_token_fetch = time.monotonic()
             try:
                 await self.refresh()
             except IssuerError as exc:
