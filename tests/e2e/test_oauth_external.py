@@ -55,10 +55,14 @@ class Issuer:
         self.keys: dict[str, Any] = {}  # kid -> private key, published in the JWKS
         self.jwks_hits = 0
         self.metadata_issuer: str | None = None  # override to publish a wrong issuer
+        self.down = False  # answer 503 to everything
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                if issuer.down:
+                    self.send_error(503)
+                    return
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": issuer.metadata_issuer or issuer.url, "jwks_uri": f"{issuer.url}/jwks",
                             "authorization_endpoint": f"{issuer.url}/authorize", "token_endpoint": f"{issuer.url}/token"}
@@ -353,3 +357,36 @@ def test_https_public_url_on_a_public_bind_starts(issuer, tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_withdrawn_keys_stop_working_and_an_issuer_down_at_start_is_retried(monkeypatch) -> None:
+    """In-process verifier against its own issuer: keys age out, and startup survives an unreachable issuer."""
+    from koji_mcp.server import jwt_auth
+
+    own = Issuer()
+    own.add_rsa("k1")
+    own.add_rsa("k2")
+    own.thread.start()
+    resource = "http://127.0.0.1:9/mcp"
+    verifier = jwt_auth.JWTVerifier(own.url, resource)
+    try:
+        own.down = True
+        await verifier.warm_up()  # 503 at startup: a warning, no exception
+        own.down = False
+        token = own.mint(resource)
+        accepted = await verifier.verify_token(token)  # the first token makes it fetch
+        assert accepted is not None and accepted.client_id == "idp:user-42" and accepted.scopes == BOTH.split()
+        assert accepted.resource == resource and accepted.subject == "user-42" and own.jwks_hits == 1
+        own.keys.pop("k1")  # the issuer withdraws a key
+        assert await verifier.verify_token(token) is not None  # cached keys are used while fresh…
+        monkeypatch.setattr(jwt_auth, "KEYS_MAX_AGE", 0.0)
+        monkeypatch.setattr(jwt_auth, "MIN_REFRESH_SECONDS", 0.0)
+        assert await verifier.verify_token(token) is None  # …and refetched once old: k1 is gone
+        assert await verifier.verify_token(own.mint(resource, kid="k2")) is not None
+        own.down = True  # an unreachable issuer does not lock everyone out: the last keys stay
+        assert await verifier.verify_token(own.mint(resource, kid="k2")) is not None
+        own.down = False
+        k2 = own.keys.pop("k2")  # an issuer that answers with no keys at all: nothing is trusted any more
+        assert await verifier.verify_token(own.mint(resource, kid="k2", key=k2)) is None
+    finally:
+        own.server.shutdown()

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}  # the accepted `alg`s and the JWK key type each needs
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
 MIN_REFRESH_SECONDS = 30.0  # at most one fetch per this interval triggered by tokens (unknown kid, issuer down)
+KEYS_MAX_AGE = 3600.0  # refetch the JWKS when a token arrives and the keys are older than this
 FETCH_TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 512 * 1024
 OWNER_PREFIX = "idp:"
@@ -74,6 +75,7 @@ class JWTVerifier(TokenVerifier):
         self._transport = transport
         self._jwks_uri: str | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
+        self._loaded_at = float("-inf")
         self._last_token_fetch = float("-inf")  # when a token last made us fetch (rate-limited)
         self._lock = anyio.Lock()
 
@@ -133,6 +135,7 @@ class JWTVerifier(TokenVerifier):
         if not keys:
             raise IssuerError(f"the JWKS at {self._jwks_uri} has no RS256/ES256 signing keys", fatal=True)
         self._keys = keys
+        self._loaded_at = time.monotonic()
         logger.info("loaded %d signing key(s) from the issuer's JWKS", len(keys))
 
     async def warm_up(self) -> None:
@@ -145,24 +148,34 @@ class JWTVerifier(TokenVerifier):
             logger.warning("OAuth issuer not reachable yet (%s); will retry when a token arrives", exc)
 
     async def _key_for(self, kid: str | None) -> jwt.PyJWK | None:
+        """The key for `kid`. An unknown kid, or keys older than KEYS_MAX_AGE (a key the issuer
+        withdrew must stop working), refetch the JWKS — at most once per MIN_REFRESH_SECONDS."""
         key = self._lookup(kid)
-        if key is not None:
+        if key is not None and not self._stale():
             return key
-        async with self._lock:  # concurrent requests with a new kid share one fetch
+        async with self._lock:  # concurrent requests share one fetch
             key = self._lookup(kid)
-            if key is not None:
+            if key is not None and not self._stale():
                 return key
             waited = time.monotonic() - self._last_token_fetch
             if waited < MIN_REFRESH_SECONDS:
-                logger.info("token signed with unknown key id %r; JWKS refetched %.0f s ago, not again yet", kid, waited)
-                return None
+                if key is None:
+                    logger.info("token signed with unknown key id %r; JWKS refetched %.0f s ago, not again yet",
+                                kid, waited)
+                return key  # stale keys keep working while the issuer cannot be asked again
             self._last_token_fetch = time.monotonic()
             try:
                 await self.refresh()
             except IssuerError as exc:
                 logger.warning("cannot load the OAuth issuer's keys: %s", exc)
-                return None
+                if exc.fatal:  # it answered, but with no usable keys: trust none of the old ones either
+                    self._keys = {}
+                    return None
+                return key  # unreachable: keep using what it published last
         return self._lookup(kid)
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at > KEYS_MAX_AGE
 
     def _lookup(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is None and len(self._keys) == 1:
