@@ -67,12 +67,10 @@ def _secure_url(url: str) -> bool:
 class JWTVerifier(TokenVerifier):
     """Verifies the external issuer's JWT access tokens; see the module docstring for the rules."""
 
-    def __init__(self, issuer: str, resource_url: str, *, owner_claim: str = "sub",
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, issuer: str, resource_url: str, *, owner_claim: str = "sub") -> None:
         self.issuer = issuer
         self.resource_url = resource_url.rstrip("/")
         self.owner_claim = owner_claim
-        self._transport = transport
         self._jwks_uri: str | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._loaded_at = float("-inf")
@@ -115,8 +113,7 @@ class JWTVerifier(TokenVerifier):
 
     async def refresh(self) -> None:
         """Discover the JWKS location (once) and fetch the keys. Raises IssuerError."""
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False,
-                                     transport=self._transport) as client:
+        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover(client)
             status, document = await self._get_json(client, self._jwks_uri)
