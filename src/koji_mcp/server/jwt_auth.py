@@ -113,10 +113,14 @@ class JWTVerifier(TokenVerifier):
 
     async def refresh(self) -> None:
         """Discover the JWKS location (once) and fetch the keys. Raises IssuerError."""
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
-            if self._jwks_uri is None:
-                self._jwks_uri = await self._discover(client)
-            status, document = await self._get_json(client, self._jwks_uri)
+        try:
+            with anyio.fail_after(FETCH_TIMEOUT):  # a total deadline: httpx's timeouts are per read
+                async with httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False) as client:
+                    if self._jwks_uri is None:
+                        self._jwks_uri = await self._discover(client)
+                    status, document = await self._get_json(client, self._jwks_uri)
+        except TimeoutError:
+            raise IssuerError(f"the issuer did not answer within {FETCH_TIMEOUT:.0f} s", fatal=False) from None
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise IssuerError(f"the JWKS at {self._jwks_uri} is not a key set (HTTP {status})", fatal=True)
         keys: dict[str | None, jwt.PyJWK] = {}
