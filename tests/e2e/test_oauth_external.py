@@ -242,6 +242,8 @@ def test_bad_tokens_are_refused(server, issuer) -> None:
         assert r.status_code == 401, name
         assert r.headers["www-authenticate"] == oauth_challenge(base, has_credentials=True), name
     assert post_init(base, issuer.mint(resource)).status_code == 200  # the control
+    assert post_init(base, issuer.mint(resource, exp=now - 10)).status_code == 200  # within the 30 s leeway
+    assert post_init(base, issuer.mint(resource, aud=["https://other.example.com", resource])).status_code == 200
 
 
 def test_token_without_koji_scopes_gets_403_insufficient_scope(server, issuer) -> None:
@@ -390,3 +392,15 @@ async def test_withdrawn_keys_stop_working_and_an_issuer_down_at_start_is_retrie
         assert await verifier.verify_token(own.mint(resource, kid="k2", key=k2)) is None
     finally:
         own.server.shutdown()
+
+
+async def test_the_owner_claim_is_configurable(issuer) -> None:
+    from koji_mcp.server.jwt_auth import JWTVerifier
+
+    resource = "https://mcp.example.com/mcp"
+    verifier = JWTVerifier(issuer.url, resource, owner_claim="email")
+    await verifier.warm_up()
+    found = await verifier.verify_token(issuer.mint(resource, email="jane@example.com"))
+    assert found is not None and found.client_id == "idp:jane@example.com"
+    assert await verifier.verify_token(issuer.mint(resource)) is None  # no email claim: nobody to own interviews
+    assert await verifier.verify_token(issuer.mint(resource, email="a\nb")) is None  # not a printable name

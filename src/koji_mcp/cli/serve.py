@@ -106,6 +106,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
                 await server.jwt_verifier.warm_up()
             except IssuerError as exc:
                 raise ConfigError(f"OAuth issuer: {exc}") from None
+            logger.info("OAuth: accepting access tokens from %s for the resource %s", settings.oauth_issuer,
+                        server.jwt_verifier.resource_url)
         await run_transport(
             server,
             args.transport,

@@ -219,7 +219,7 @@ class JWTVerifier(TokenVerifier):
             token=token,
             client_id=OWNER_PREFIX + subject,
             scopes=token_scopes(claims),
-            expires_at=int(claims["exp"]),
+            expires_at=int(claims["exp"]) + LEEWAY,  # the SDK checks it again, without leeway
             resource=next((a for a in audience if str(a).rstrip("/") == self.resource_url), self.resource_url),
             subject=subject,
             claims=claims,
