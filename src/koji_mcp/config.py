@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -61,6 +62,11 @@ class Settings(BaseModel):
     # `[NAME=]TOKEN` items for HTTP clients (KOJI_MCP_AUTH_TOKEN, comma-separated, plus --auth-token);
     # server/auth.py parses and checks them.
     auth_tokens: tuple[SecretStr, ...] = ()
+    # The URL clients reach this server at (scheme://host[:port], no path): OAuth's resource URL is it + /mcp.
+    public_url: str | None = None
+    # An external OAuth authorization server whose JWT access tokens this server accepts (resource server only).
+    oauth_issuer: str | None = None
+    oauth_owner_claim: str = Field("sub", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")
 
     @field_validator("base_url")
     @classmethod
@@ -68,6 +74,32 @@ class Settings(BaseModel):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"KOJI_BASE_URL must start with http:// or https:// (got {value!r})")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"--public-url must be an http(s) URL such as https://mcp.example.com (got {value!r})")
+        if parts.path:
+            raise ValueError(f"--public-url is the server's origin without a path; /mcp is added (got {value!r})")
+        return value
+
+    @field_validator("oauth_issuer")
+    @classmethod
+    def _check_issuer(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()  # kept exactly (a trailing slash too): JWT `iss` is compared character for character
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"KOJI_MCP_OAUTH_ISSUER must be an https:// URL without query or fragment (got {value!r})")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError(f"KOJI_MCP_OAUTH_ISSUER must use https:// (http:// only on loopback; got {value!r})")
         return value
 
     @property
@@ -108,6 +140,12 @@ class Settings(BaseModel):
             values["log_level"] = level
         # Tokens from the environment and from flags add up (each names its own client).
         values["auth_tokens"] = (*_names(env.get("KOJI_MCP_AUTH_TOKEN") or ""), *_names_of(flags.pop("auth_tokens", None)))
+        if env.get("KOJI_MCP_PUBLIC_URL"):
+            values["public_url"] = env["KOJI_MCP_PUBLIC_URL"]
+        if env.get("KOJI_MCP_OAUTH_ISSUER"):
+            values["oauth_issuer"] = env["KOJI_MCP_OAUTH_ISSUER"]
+        if env.get("KOJI_MCP_OAUTH_OWNER_CLAIM"):
+            values["oauth_owner_claim"] = env["KOJI_MCP_OAUTH_OWNER_CLAIM"].strip()
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
@@ -127,7 +165,7 @@ class Settings(BaseModel):
 
 def is_loopback(host: str) -> bool:
     """Whether `host` (a name or an address, IPv6 possibly in brackets) is this machine only."""
-    if host in ("localhost", "localhost.localdomain"):
+    if host.lower() in ("localhost", "localhost.localdomain"):
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

@@ -47,16 +47,27 @@ def as_client(port: int, token: str) -> Client:
     return Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=hc), mode="legacy")
 
 
-def test_requests_without_a_valid_token_get_401_with_metadata(authed) -> None:
+STATIC_MISSING = ('Bearer error="invalid_token", '
+                  'error_description="Authentication required: send Authorization: Bearer <token>"')
+STATIC_INVALID = ('Bearer error="invalid_token", error_description="Invalid token: send Authorization: Bearer <token> '
+                  'with one of this server\'s client tokens"')
+
+
+def test_static_tokens_get_honest_401s_and_no_oauth_metadata(authed) -> None:
+    """Static tokens alone: the 401 says which header to send, and nothing names an authorization server."""
     port, _ = authed
     url = f"http://127.0.0.1:{port}/mcp"
-    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {ALICE}"}):
+    cases = [({}, STATIC_MISSING), ({"Authorization": "Bearer wrong-token-0123456789"}, STATIC_INVALID),
+             ({"Authorization": f"Basic {ALICE}"}, STATIC_MISSING)]
+    for headers, challenge in cases:
         r = httpx.post(url, json=PING, headers={**HEADERS, **headers})
         assert r.status_code == 401
-        assert r.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
-        assert "resource_metadata=" in r.headers["www-authenticate"]
-    meta = httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp").json()
-    assert meta["resource"] == f"http://127.0.0.1:{port}/mcp"
+        assert r.headers["www-authenticate"] == challenge
+        assert r.json() == {"error": "invalid_token", "error_description": challenge.split('error_description="')[1][:-1]}
+        assert int(r.headers["content-length"]) == len(r.content)
+    for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource",
+                 "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
+        assert httpx.get(f"http://127.0.0.1:{port}{path}").status_code == 404, path
     assert httpx.post(url, json=PING, headers={**HEADERS, "Authorization": f"Bearer {ALICE}"}).status_code == 200
     health = httpx.get(f"http://127.0.0.1:{port}/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok"}

@@ -32,7 +32,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "use --transport streamable-http or sse to serve MCP clients over HTTP.",
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
         "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
-        "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL. "
+        "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL, KOJI_MCP_PUBLIC_URL, KOJI_MCP_OAUTH_ISSUER, "
+        "KOJI_MCP_OAUTH_OWNER_CLAIM. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
@@ -63,8 +64,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="allow binding a non-loopback --host without --auth-token (anyone who can reach it "
                    "can spend your Koji credits)")
     p.add_argument("--public-url", metavar="URL",
-                   help="the URL clients use to reach this server, e.g. https://mcp.example.com (for the OAuth "
-                   "protected-resource metadata; default http://HOST:PORT)")
+                   help="the URL clients use to reach this server, e.g. https://mcp.example.com (env "
+                   "KOJI_MCP_PUBLIC_URL; default http://HOST:PORT). With OAuth the resource URL is it + /mcp, "
+                   "and it must be https unless everything is on loopback")
+    p.add_argument("--oauth-issuer", metavar="URL",
+                   help="accept JWT access tokens from this external OAuth issuer, e.g. https://idp.example.com "
+                   "(env KOJI_MCP_OAUTH_ISSUER): its JWKS is discovered from its metadata; tokens need aud = "
+                   "the resource URL and the scope interviews:read (interviews:write for write tools)")
+    p.add_argument("--oauth-owner-claim", metavar="CLAIM",
+                   help="the JWT claim that names the user who owns interviews (env KOJI_MCP_OAUTH_OWNER_CLAIM; "
+                   "default sub)")
     p.add_argument("--log-level", choices=LOG_LEVELS,
                    help="stderr log level (env KOJI_MCP_LOG_LEVEL; default INFO)")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -27,6 +28,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tools=args.tools,
         log_level=args.log_level,
         auth_tokens=args.auth_token,
+        public_url=args.public_url,
+        oauth_issuer=args.oauth_issuer,
+        oauth_owner_claim=args.oauth_owner_claim,
     )
 
 
@@ -37,7 +41,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings.require_api_key()
         check_tool_names(settings.tools)
         tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
-        check_exposure(args, tokens)
+        check_exposure(args, tokens, settings)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -46,39 +50,66 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning(settings.key_warning)
     try:
         anyio.run(_serve, settings, args)
+    except ConfigError as exc:
+        print(f"koji-mcp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, StorageError) as exc:
         print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def check_exposure(args: argparse.Namespace, tokens: list) -> None:
-    """Refuse to expose the Koji key's spending power to the network without auth."""
+def check_exposure(args: argparse.Namespace, tokens: list, settings: Settings) -> None:
+    """Refuse to expose the Koji key's spending power to the network without auth, or OAuth without https."""
+    oauth = bool(settings.oauth_issuer)
     if args.transport == "stdio":
         if tokens:
             raise ConfigError("--auth-token applies to the HTTP transports (stdio is already private to its host)")
+        if oauth:
+            raise ConfigError("KOJI_MCP_OAUTH_ISSUER applies to the HTTP transports (stdio is already private to its host)")
         return
-    if not is_loopback(args.host) and not tokens and not args.insecure_no_auth:
+    authed = bool(tokens) or oauth
+    if not is_loopback(args.host) and not authed and not args.insecure_no_auth:
         raise ConfigError(
             f"refusing to serve on {args.host} without auth: anyone who can reach it could spend your Koji "
             "credits. Add --auth-token (or KOJI_MCP_AUTH_TOKEN), or --insecure-no-auth if you really mean it"
         )
-    if args.allowed_host and not tokens and not args.insecure_no_auth:
+    if args.allowed_host and not authed and not args.insecure_no_auth:
         raise ConfigError(
             "refusing --allowed-host without auth: a proxy or tunnel makes this loopback port public. "
             "Add --auth-token (or KOJI_MCP_AUTH_TOKEN), or --insecure-no-auth if you really mean it"
         )
+    if oauth:
+        public = public_url(args, settings)
+        if not public.startswith("https://") and not (is_loopback(args.host) and is_loopback(urlsplit(public).hostname or "")):
+            raise ConfigError(
+                f"refusing OAuth at {public}: bearer tokens must travel over https. Serve behind TLS and pass "
+                "--public-url https://<your host> (the URL clients reach this server at)"
+            )
+
+
+def public_url(args: argparse.Namespace, settings: Settings) -> str:
+    """--public-url / KOJI_MCP_PUBLIC_URL, else the bound address."""
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    return settings.public_url or f"http://{shown}:{args.port}"
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from koji_mcp.server.app import build_server, run_transport
     from koji_mcp.interviews.services import open_services
+    from koji_mcp.server.jwt_auth import IssuerError
 
     async with open_services(settings) as services:
         path = "/sse" if args.transport == "sse" else "/mcp"
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        public = args.public_url or f"http://{shown}:{args.port}"
-        server = build_server(settings, services, tokens=args.tokens, public_url=public, mcp_path=path)
+        server = build_server(settings, services, tokens=args.tokens, public_url=public_url(args, settings),
+                              mcp_path=path)
+        if server.jwt_verifier is not None:
+            try:
+                await server.jwt_verifier.warm_up()
+            except IssuerError as exc:
+                raise ConfigError(f"OAuth issuer: {exc}") from None
+            logger.info("OAuth: accepting access tokens from %s for the resource %s", settings.oauth_issuer,
+                        server.jwt_verifier.resource_url)
         await run_transport(
             server,
             args.transport,

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # doctor reads the registry without importing the MCP SDK
     from mcp.types import ToolAnnotations
 
+from koji_mcp.server.scopes import READ_SCOPE, WRITE_SCOPE
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -32,6 +34,11 @@ class ToolSpec:
     @property
     def name(self) -> str:
         return self.target.rsplit(":", 1)[1]
+
+    @property
+    def scope(self) -> str:
+        """The OAuth scope a caller needs: read tools need interviews:read, every other tool interviews:write."""
+        return READ_SCOPE if self.read_only else WRITE_SCOPE
 
     @property
     def fn(self) -> Callable[..., Any]:
