@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from koji_mcp.interviews.ledger import LEDGER_FILE, Ledger
+from koji_mcp.interviews.ledger import _MIGRATIONS, LEDGER_FILE, Ledger
 from koji_mcp.server.app import build_server
 from tests.conftest import subprocess_env
 
@@ -29,7 +29,7 @@ def test_files_are_private_and_schema_is_versioned(tmp_path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / LEDGER_FILE).stat().st_mode) == 0o600
     db = sqlite3.connect(state / LEDGER_FILE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     ledger.close()
     reopened = Ledger.open(str(state), "http://k")  # migrations are idempotent

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -54,6 +54,8 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(1_000_000, ge=1024)
     analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
     rate_limit_window: float = Field(60.0, gt=0, le=3600)  # Koji: a 1-minute sliding window
+    # HTTP transports: "builtin" makes this server its own OAuth authorization server (server/oauth.py)
+    oauth: Literal["off", "builtin"] = "off"
 
     @field_validator("base_url")
     @classmethod
@@ -93,6 +95,8 @@ class Settings(BaseModel):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
+        if env.get("KOJI_MCP_OAUTH"):
+            values["oauth"] = _oauth_mode(env["KOJI_MCP_OAUTH"])
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
@@ -124,6 +128,15 @@ def _flag(raw: str, name: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ConfigError(f"{name} must be true or false (got {raw!r})")
+
+
+def _oauth_mode(raw: str) -> str:
+    lowered = raw.strip().lower()
+    if lowered in {"builtin", "built-in", "1", "true", "yes", "on"}:
+        return "builtin"
+    if lowered in {"off", "0", "false", "no", "none", ""}:
+        return "off"
+    raise ConfigError(f"KOJI_MCP_OAUTH must be 'builtin' or 'off' (got {raw!r})")
 
 
 def _names(raw: str) -> tuple[str, ...]:

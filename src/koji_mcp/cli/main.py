@@ -32,7 +32,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         description="Run the koji-mcp MCP server. Hosts such as Claude Desktop launch it over stdio; "
         "use --transport streamable-http or sse to serve MCP clients over HTTP.",
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
-        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS. "
+        "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, KOJI_MCP_AUTH_TOKEN, KOJI_MCP_OAUTH. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
@@ -62,6 +62,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow binding a non-loopback --host without --auth-token (anyone who can reach it "
                    "can spend your Koji credits)")
+    p.add_argument("--oauth", action="store_const", const="builtin", default=None,
+                   help="be an OAuth 2.1 authorization server too (env KOJI_MCP_OAUTH=builtin), so ChatGPT and "
+                   "claude.ai connectors can sign in: people approve a connector on this server's consent page "
+                   "with their client token from --auth-token as the access code (needs --transport "
+                   "streamable-http or sse, and --public-url https://... behind a tunnel or proxy)")
     p.add_argument("--public-url", metavar="URL",
                    help="the URL clients use to reach this server, e.g. https://mcp.example.com (for the OAuth "
                    "protected-resource metadata; default http://HOST:PORT)")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sqlite3
 import sys
+from urllib.parse import urlparse
 
 import anyio
 
@@ -25,6 +26,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sandbox=True if args.sandbox else None,
         read_only=args.read_only,
         tools=args.tools,
+        oauth=args.oauth,
     )
 
 
@@ -36,6 +38,7 @@ def run_serve(args: argparse.Namespace) -> int:
         check_tool_names(settings.tools)
         tokens = parse_tokens(args.auth_token)
         check_exposure(args, tokens)
+        check_oauth(settings, args, tokens)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -68,15 +71,40 @@ def check_exposure(args: argparse.Namespace, tokens: list) -> None:
         )
 
 
+def public_base(args: argparse.Namespace) -> str:
+    """The URL clients reach this server at (no trailing slash): --public-url, else http://HOST:PORT."""
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    return (args.public_url or f"http://{shown}:{args.port}").rstrip("/")
+
+
+def check_oauth(settings: Settings, args: argparse.Namespace, tokens: list) -> None:
+    """The built-in authorization server needs HTTP, access codes to check, and an issuer URL clients trust."""
+    if settings.oauth != "builtin":
+        return
+    if args.transport == "stdio":
+        raise ConfigError("--oauth applies to the HTTP transports: add --transport streamable-http")
+    if not tokens:
+        raise ConfigError(
+            "--oauth needs client tokens: set KOJI_MCP_AUTH_TOKEN=name=token (or --auth-token name=token); "
+            "people type their token as the access code on the consent page"
+        )
+    parsed = urlparse(public_base(args))
+    if parsed.query or parsed.fragment or not parsed.hostname:
+        raise ConfigError(f"--public-url must be a plain https://host[:port] URL (got {args.public_url!r})")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and parsed.hostname in ("localhost", "127.0.0.1", "::1")):
+        raise ConfigError(
+            "--oauth needs an https:// --public-url (OAuth clients refuse plain http except on loopback): "
+            "put the server behind a tunnel or proxy and pass its URL, e.g. --public-url https://mcp.example.com"
+        )
+
+
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from koji_mcp.server.app import build_server, run_transport
     from koji_mcp.interviews.services import open_services
 
     async with open_services(settings) as services:
         path = "/sse" if args.transport == "sse" else "/mcp"
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        public = args.public_url or f"http://{shown}:{args.port}"
-        server = build_server(settings, services, tokens=args.tokens, public_url=public, mcp_path=path)
+        server = build_server(settings, services, tokens=args.tokens, public_url=public_base(args), mcp_path=path)
         await run_transport(
             server,
             args.transport,

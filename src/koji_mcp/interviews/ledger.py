@@ -53,6 +53,41 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX interviews_by_owner ON interviews (base_url, owner, seq DESC);
     CREATE INDEX interviews_by_external_id ON interviews (base_url, owner, external_id);
     """,
+    # v2: the built-in OAuth server's clients, grants, codes and tokens (server/oauth_store.py).
+    # Codes and tokens are stored only as SHA-256 hashes; a grant's owner is a team client name.
+    """
+    CREATE TABLE oauth_clients (
+        client_id  TEXT PRIMARY KEY,
+        info       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE oauth_grants (
+        grant_id   TEXT PRIMARY KEY,
+        client_id  TEXT NOT NULL,
+        owner      TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        resource   TEXT,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE oauth_codes (
+        code_hash      TEXT PRIMARY KEY,
+        grant_id       TEXT NOT NULL,
+        redirect_uri   TEXT NOT NULL,
+        redirect_given INTEGER NOT NULL,
+        code_challenge TEXT NOT NULL,
+        expires_at     REAL NOT NULL,
+        used_at        REAL
+    );
+    CREATE TABLE oauth_tokens (
+        token_hash TEXT PRIMARY KEY,
+        grant_id   TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+        expires_at REAL NOT NULL,
+        used_at    REAL
+    );
+    CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
+    """,
 ]
 
 STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")

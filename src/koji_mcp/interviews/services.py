@@ -55,10 +55,13 @@ async def open_services(
 
 
 def current_owner() -> str:
-    """Who is calling: the authenticated HTTP client's id, or "local" (stdio, no auth)."""
+    """Who is calling: the authenticated token's subject (static tokens and built-in OAuth grants both
+    set it to the team client name), else its client id, else "local" (stdio, no auth)."""
     try:
         from mcp.server.auth.middleware.auth_context import get_access_token
     except ImportError:  # pragma: no cover - SDK layout change
         return LOCAL_OWNER
     token = get_access_token()
-    return token.client_id if token is not None and token.client_id else LOCAL_OWNER
+    if token is None:
+        return LOCAL_OWNER
+    return token.subject or token.client_id or LOCAL_OWNER

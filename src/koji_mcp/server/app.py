@@ -97,7 +97,9 @@ def build_server(
 ) -> MCPServer[Services]:
     """The MCP server. Without `services`, each lifespan opens its own (in-memory tests do this).
 
-    With `tokens`, HTTP clients must present one of them as a Bearer token (see auth.py).
+    With `tokens`, HTTP clients must present one of them as a Bearer token (see auth.py). With
+    `settings.oauth == "builtin"`, the server is also an OAuth authorization server whose consent page
+    takes those tokens as access codes (see oauth.py); it needs `services` for its ledger tables.
     """
 
     @asynccontextmanager
@@ -109,10 +111,21 @@ def build_server(
             yield opened
 
     auth_kwargs: dict = {}
-    if tokens:
+    provider = None
+    base = (public_url or "http://127.0.0.1:8000").rstrip("/")
+    if settings.oauth == "builtin":
+        from koji_mcp.server.oauth import BuiltinOAuthProvider, builtin_auth_settings
+        from koji_mcp.server.oauth_store import OAuthStore
+
+        if services is None or not tokens:
+            raise ValueError("the built-in OAuth server needs the shared services (its ledger) and client tokens")
+        provider = BuiltinOAuthProvider(OAuthStore(services.ledger), tokens, issuer=base,
+                                        resource=f"{base}{mcp_path}")
+        auth_kwargs = {"auth_server_provider": provider, "auth": builtin_auth_settings(base, f"{base}{mcp_path}")}
+    elif tokens:
         auth_kwargs = {
             "token_verifier": StaticTokenVerifier(tokens),
-            "auth": auth_settings(public_url or "http://127.0.0.1:8000", mcp_path),
+            "auth": auth_settings(base, mcp_path),
         }
     server = KojiServer(
         "koji-mcp",
@@ -129,6 +142,11 @@ def build_server(
     register_resources(server)
     register_prompts(server)
     register_protocol_extras(server)
+
+    if provider is not None:
+        from koji_mcp.server.oauth import register_consent_route
+
+        register_consent_route(server, provider)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

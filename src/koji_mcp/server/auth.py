@@ -19,6 +19,9 @@ from mcp.server.auth.settings import AuthSettings
 
 MIN_TOKEN_LENGTH = 16
 SCOPE = "koji-mcp"
+SCOPE_READ = "interviews:read"  # get_interview, list_interviews, search, fetch, the interview resource
+SCOPE_WRITE = "interviews:write"  # start_interview(s), send_interview_message, complete_interview
+ALL_SCOPES = [SCOPE_READ, SCOPE_WRITE]
 
 
 class AuthConfigError(ValueError):
@@ -67,12 +70,17 @@ class StaticTokenVerifier(TokenVerifier):
     def __init__(self, tokens: list[ClientToken]) -> None:
         self._tokens = [(t, t.token.encode()) for t in tokens]
 
-    async def verify_token(self, token: str) -> AccessToken | None:
+    def match(self, token: str) -> ClientToken | None:
+        """The client whose token this is, compared in constant time against every token."""
         offered = token.encode()
         match: ClientToken | None = None
         for client, expected in self._tokens:  # no early exit: timing does not reveal which matched
             if hmac.compare_digest(offered, expected):
                 match = client
+        return match
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        match = self.match(token)
         if match is None:
             return None
         return AccessToken(token=token, client_id=match.name, scopes=[SCOPE], subject=match.name)
