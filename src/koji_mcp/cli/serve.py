@@ -37,8 +37,8 @@ def run_serve(args: argparse.Namespace) -> int:
         settings.require_api_key()
         check_tool_names(settings.tools)
         tokens = parse_tokens(args.auth_token)
-        check_exposure(args, tokens)
         check_oauth(settings, args, tokens)
+        check_exposure(args, tokens)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
