@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.e2e.test_http import free_port  # noqa: E402
 from tests.oauth_flow import parse_consent  # noqa: E402  (the test helpers read the consent form)
 
 SUITE = f"@modelcontextprotocol/conformance@{os.environ.get('CONFORMANCE_AUTH_VERSION', '0.2.0-alpha.12')}"
@@ -36,12 +36,6 @@ KOJI = ROOT / ".venv" / "bin" / "koji-mcp"
 
 def say(message: str) -> None:
     print(f"conformance-auth: {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_health(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -115,7 +109,7 @@ def main() -> int:
             match = authorize.search(line)
             if match:
                 url = match.group(0)
-                # The suite starts its callback server before printing the URL; approve off the read loop.
+                # Approve off the read loop (the suite keeps printing); approve() waits for its callback server.
                 threading.Thread(target=approve_or_stop, args=(suite, url, base, access_code), daemon=True).start()
         code = suite.wait()
         say("passed" if code == 0 else f"FAILED with exit code {code} (results in {OUT.relative_to(ROOT)})")
