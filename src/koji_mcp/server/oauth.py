@@ -304,7 +304,7 @@ class BuiltinOAuthProvider:
             return response
         client = self.static.match(_text(form.get("access_code")))
         if client is None:
-            self._wrong_codes.setdefault(address, deque()).append(time.monotonic())
+            self._note_wrong_code(address)
             logger.warning("OAuth consent: wrong access code from %s for client %s", address, pending.client_id)
             return self._page(request_id, pending, status=401,
                               error="That access code is not right. Ask whoever runs this server for yours.")
@@ -323,6 +323,13 @@ class BuiltinOAuthProvider:
         if pending is None or pending.expires_at < time.time():
             return None
         return pending
+
+    def _note_wrong_code(self, address: str) -> None:
+        if len(self._wrong_codes) >= MAX_PENDING:  # many addresses: forget those quiet for a minute
+            cutoff = time.monotonic() - 60
+            for key in [k for k, times in self._wrong_codes.items() if times[-1] < cutoff]:
+                del self._wrong_codes[key]
+        self._wrong_codes.setdefault(address, deque()).append(time.monotonic())
 
     def _too_many_wrong_codes(self, address: str) -> bool:
         window = self._wrong_codes.get(address)
