@@ -352,6 +352,8 @@ class BuiltinOAuthProvider:
 <h1>Connect <span class="name">{e(pending.client_name)}</span> to Koji interviews?</h1>
 <p><b>{e(pending.client_name)}</b> asks to use this koji-mcp server as you. If you approve, your browser
 goes back to <b class="host">{e(host)}</b>.</p>
+<p class="hint">The app names itself; the address is what counts. Approve only if you just started
+connecting from an assistant that lives there.</p>
 <p>It will be able to:</p>
 <ul>{scopes}</ul>
 {alert}
