@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo test browser sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make test     run the test suite"
+	@echo "make browser  drive the OAuth consent page in headless Chromium (installs chromium + playwright-core)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
@@ -29,6 +30,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The consent page in real headless Chromium. Installs Debian's chromium (apt, as root or via sudo)
+# and playwright-core (npm, into .tools/browser) when missing; the tests fail, never skip, without them.
+CHROMIUM        ?= /usr/bin/chromium
+PLAYWRIGHT_CORE := .tools/browser/node_modules/playwright-core/package.json
+
+$(PLAYWRIGHT_CORE):
+	mkdir -p .tools/browser
+	cd .tools/browser && (test -f package.json || npm init -y >/dev/null) && \
+		npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
+
+browser: $(STAMP) $(PLAYWRIGHT_CORE) $(CHROMIUM)
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m browser tests/browser
 
 sandbox: $(STAMP)
 	$(BIN)/koji-mcp sandbox

@@ -9,6 +9,8 @@
 # in-memory ledger, runs every server scenario, and exits with the suite's code: 0 when only the
 # scenarios listed in bench/conformance-baseline.yml fail (each needs the suite's own fixture tools,
 # resources or prompts), 1 on any other failure or on a baseline entry that now passes.
+# Then runs the authorization-server scenarios (suite 0.2.0-alpha.12) against `serve --oauth` through
+# bench/conformance_auth.py, which approves the consent page the way a person would; any failure fails.
 # Per-scenario checks.json and the server's log go to bench/results/conformance/ (gitignored).
 set -euo pipefail
 
@@ -96,4 +98,11 @@ if (( CODE == 0 )); then
 else
     say "FAILED with exit code $CODE (results in ${OUT#"$ROOT"/})"
 fi
-exit "$CODE"
+stop_server
+
+# Second part: the authorization-server scenarios against `serve --oauth` (a newer suite: 0.1.16 has none).
+set +e
+"$PY" bench/conformance_auth.py
+AUTH_CODE=$?
+set -e
+exit $(( CODE != 0 ? CODE : AUTH_CODE ))

@@ -116,17 +116,17 @@ def test_chatgpt_prints_tunnel_instructions(capsys) -> None:
     assert code == 0 and err == ""
     lines = out.splitlines()
     argv = " ".join([COMMAND, *PREFIX, "serve"])
-    assert f"     KOJI_API_KEY=pk_live_… {argv} --transport streamable-http --port 8000 \\" in lines
-    assert "       --auth-token YOUR_TOKEN --allowed-host your.tunnel.host \\" in lines
+    assert f"     KOJI_API_KEY=pk_live_… {argv} --transport streamable-http --port 8000 --oauth \\" in lines
+    assert "       --auth-token me=YOUR_TOKEN --allowed-host your.tunnel.host \\" in lines
     assert "       --allowed-origin https://chatgpt.com --public-url https://your.tunnel.host" in lines
     assert "     https://your.tunnel.host/mcp" in lines
-    assert "cannot send a static" in out  # honest about the connector form
+    assert "5. ChatGPT opens koji-mcp's consent page: type YOUR_TOKEN as the access code and Approve." in lines
 
 
 def test_chatgpt_sandbox_instructions_have_no_key(capsys) -> None:
     _, out, _ = run(capsys, "chatgpt", "--sandbox")
     argv = " ".join([COMMAND, *PREFIX, "serve"])
-    assert f"     {argv} --sandbox --transport streamable-http --port 8000 \\" in out.splitlines()
+    assert f"     {argv} --sandbox --transport streamable-http --port 8000 --oauth \\" in out.splitlines()
     assert "KOJI_API_KEY" not in out
 
 

@@ -67,6 +67,8 @@ class Settings(BaseModel):
     # An external OAuth authorization server whose JWT access tokens this server accepts (resource server only).
     oauth_issuer: str | None = None
     oauth_owner_claim: str = Field("sub", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    # HTTP transports: "builtin" makes this server its own OAuth authorization server (server/oauth.py)
+    oauth: Literal["off", "builtin"] = "off"
 
     @field_validator("base_url")
     @classmethod
@@ -146,6 +148,8 @@ class Settings(BaseModel):
             values["oauth_issuer"] = env["KOJI_MCP_OAUTH_ISSUER"]
         if env.get("KOJI_MCP_OAUTH_OWNER_CLAIM"):
             values["oauth_owner_claim"] = env["KOJI_MCP_OAUTH_OWNER_CLAIM"].strip()
+        if env.get("KOJI_MCP_OAUTH"):
+            values["oauth"] = _oauth_mode(env["KOJI_MCP_OAUTH"])
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
@@ -187,6 +191,15 @@ def _flag(raw: str, name: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ConfigError(f"{name} must be true or false (got {raw!r})")
+
+
+def _oauth_mode(raw: str) -> str:
+    lowered = raw.strip().lower()
+    if lowered in {"builtin", "built-in", "1", "true", "yes", "on"}:
+        return "builtin"
+    if lowered in {"off", "0", "false", "no", "none", ""}:
+        return "off"
+    raise ConfigError(f"KOJI_MCP_OAUTH must be 'builtin' or 'off' (got {raw!r})")
 
 
 def _names(raw: str) -> tuple[str, ...]:

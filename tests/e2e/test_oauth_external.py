@@ -378,7 +378,7 @@ async def test_withdrawn_keys_stop_working_and_an_issuer_down_at_start_is_retrie
         token = own.mint(resource)
         accepted = await verifier.verify_token(token)  # the first token makes it fetch
         assert accepted is not None and accepted.client_id == "idp:user-42" and accepted.scopes == BOTH.split()
-        assert accepted.resource == resource and accepted.subject == "user-42" and own.jwks_hits == 1
+        assert accepted.resource == resource and accepted.subject == "idp:user-42" and own.jwks_hits == 1
         own.keys.pop("k1")  # the issuer withdraws a key
         assert await verifier.verify_token(token) is not None  # cached keys are used while fresh…
         monkeypatch.setattr(jwt_auth, "KEYS_MAX_AGE", 0.0)

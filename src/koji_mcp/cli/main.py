@@ -33,7 +33,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
         "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
         "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL, KOJI_MCP_PUBLIC_URL, KOJI_MCP_OAUTH_ISSUER, "
-        "KOJI_MCP_OAUTH_OWNER_CLAIM. "
+        "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
@@ -63,6 +63,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow binding a non-loopback --host without --auth-token (anyone who can reach it "
                    "can spend your Koji credits)")
+    p.add_argument("--oauth", action="store_const", const="builtin", default=None,
+                   help="be an OAuth 2.1 authorization server too (env KOJI_MCP_OAUTH=builtin), so ChatGPT and "
+                   "claude.ai connectors can sign in: people approve a connector on this server's consent page "
+                   "with their client token from --auth-token as the access code (needs --transport "
+                   "streamable-http or sse, and --public-url https://... behind a tunnel or proxy)")
     p.add_argument("--public-url", metavar="URL",
                    help="the URL clients use to reach this server, e.g. https://mcp.example.com (env "
                    "KOJI_MCP_PUBLIC_URL; default http://HOST:PORT). With OAuth the resource URL is it + /mcp, "

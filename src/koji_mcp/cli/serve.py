@@ -31,6 +31,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         public_url=args.public_url,
         oauth_issuer=args.oauth_issuer,
         oauth_owner_claim=args.oauth_owner_claim,
+        oauth=args.oauth,
     )
 
 
@@ -41,6 +42,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings.require_api_key()
         check_tool_names(settings.tools)
         tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
+        check_oauth(settings, args, tokens)
         check_exposure(args, tokens, settings)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
@@ -61,7 +63,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def check_exposure(args: argparse.Namespace, tokens: list, settings: Settings) -> None:
     """Refuse to expose the Koji key's spending power to the network without auth, or OAuth without https."""
-    oauth = bool(settings.oauth_issuer)
+    oauth = bool(settings.oauth_issuer) or settings.oauth == "builtin"
     if args.transport == "stdio":
         if tokens:
             raise ConfigError("--auth-token applies to the HTTP transports (stdio is already private to its host)")
@@ -89,9 +91,25 @@ def check_exposure(args: argparse.Namespace, tokens: list, settings: Settings) -
 
 
 def public_url(args: argparse.Namespace, settings: Settings) -> str:
-    """--public-url / KOJI_MCP_PUBLIC_URL, else the bound address."""
+    """--public-url / KOJI_MCP_PUBLIC_URL, else the bound address (no trailing slash)."""
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    return settings.public_url or f"http://{shown}:{args.port}"
+    return (settings.public_url or f"http://{shown}:{args.port}").rstrip("/")
+
+
+def check_oauth(settings: Settings, args: argparse.Namespace, tokens: list) -> None:
+    """The built-in authorization server needs HTTP, access codes to check, and an issuer URL clients trust."""
+    if settings.oauth != "builtin":
+        return
+    if settings.oauth_issuer:
+        raise ConfigError("choose one OAuth mode: --oauth (built-in) or --oauth-issuer (your identity provider), "
+                          "not both")
+    if args.transport == "stdio":
+        raise ConfigError("--oauth applies to the HTTP transports: add --transport streamable-http")
+    if not tokens:
+        raise ConfigError(
+            "--oauth needs client tokens: set KOJI_MCP_AUTH_TOKEN=name=token (or --auth-token name=token); "
+            "people type their token as the access code on the consent page"
+        )
 
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:

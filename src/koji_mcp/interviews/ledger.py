@@ -83,6 +83,41 @@ _MIGRATIONS: list[str] = [
         DELETE FROM interview_text WHERE rowid = old.seq;
     END;
     """,
+    # the built-in OAuth server's clients, grants, codes and tokens (server/oauth_store.py).
+    # Codes and tokens are stored only as SHA-256 hashes; a grant's owner is a team client name.
+    """
+    CREATE TABLE oauth_clients (
+        client_id  TEXT PRIMARY KEY,
+        info       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE oauth_grants (
+        grant_id   TEXT PRIMARY KEY,
+        client_id  TEXT NOT NULL,
+        owner      TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        resource   TEXT,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE oauth_codes (
+        code_hash      TEXT PRIMARY KEY,
+        grant_id       TEXT NOT NULL,
+        redirect_uri   TEXT NOT NULL,
+        redirect_given INTEGER NOT NULL,
+        code_challenge TEXT NOT NULL,
+        expires_at     REAL NOT NULL,
+        used_at        REAL
+    );
+    CREATE TABLE oauth_tokens (
+        token_hash TEXT PRIMARY KEY,
+        grant_id   TEXT NOT NULL,
+        kind       TEXT NOT NULL CHECK (kind IN ('access', 'refresh')),
+        expires_at REAL NOT NULL,
+        used_at    REAL
+    );
+    CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
+    """,
 ]
 
 SEARCH_LIMIT = 20

@@ -155,7 +155,9 @@ def build_server(
 
     With `tokens` (static client tokens) and/or `settings.oauth_issuer` (an external OAuth issuer),
     HTTP clients must present a bearer token (see auth.py and jwt_auth.py); `public_url` is the
-    origin clients reach this server at (the OAuth resource URL is it + `mcp_path`).
+    origin clients reach this server at (the OAuth resource URL is it + `mcp_path`). With
+    `settings.oauth == "builtin"`, the server is also an OAuth authorization server whose consent page
+    takes the client tokens as access codes (see oauth.py); it needs `services` for its ledger tables.
     """
 
     @asynccontextmanager
@@ -168,19 +170,31 @@ def build_server(
 
     auth_kwargs: dict = {}
     auth_front: AuthFront | None = None
-    base = public_url or settings.public_url or "http://127.0.0.1:8000"
-    verifiers: list = [StaticTokenVerifier(tokens)] if tokens else []
-    if settings.oauth_issuer:
-        from koji_mcp.server.jwt_auth import JWTVerifier
+    provider = None
+    base = (public_url or settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+    resource = resource_url(base, mcp_path)
+    verifiers: list = []
+    if settings.oauth == "builtin":
+        from koji_mcp.server.oauth import BuiltinOAuthProvider, builtin_auth_settings
+        from koji_mcp.server.oauth_store import OAuthStore
 
-        verifiers.append(JWTVerifier(settings.oauth_issuer, resource_url(base, mcp_path),
-                                     owner_claim=settings.oauth_owner_claim))
-    if verifiers:
-        auth_front = AuthFront(resource_url(base, mcp_path), settings.oauth_issuer)
-        auth_kwargs = {
-            "token_verifier": verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(*verifiers),
-            "auth": auth_settings(base, settings.oauth_issuer),
-        }
+        if services is None or not tokens:
+            raise ValueError("the built-in OAuth server needs the shared services (its ledger) and client tokens")
+        provider = BuiltinOAuthProvider(OAuthStore(services.ledger), tokens, issuer=base, resource=resource)
+        auth_front = AuthFront(resource, base)
+        auth_kwargs = {"auth_server_provider": provider, "auth": builtin_auth_settings(base, resource)}
+    else:
+        verifiers = [StaticTokenVerifier(tokens)] if tokens else []
+        if settings.oauth_issuer:
+            from koji_mcp.server.jwt_auth import JWTVerifier
+
+            verifiers.append(JWTVerifier(settings.oauth_issuer, resource, owner_claim=settings.oauth_owner_claim))
+        if verifiers:
+            auth_front = AuthFront(resource, settings.oauth_issuer)
+            auth_kwargs = {
+                "token_verifier": verifiers[0] if len(verifiers) == 1 else AnyOfVerifier(*verifiers),
+                "auth": auth_settings(base, settings.oauth_issuer),
+            }
     server = KojiServer(
         "koji-mcp",
         title="Koji interviews",
@@ -193,12 +207,17 @@ def build_server(
         log_level="WARNING",
         **auth_kwargs,
     )
-    if settings.oauth_issuer:
+    if settings.oauth_issuer and verifiers:
         server.jwt_verifier = verifiers[-1]
 
     register_resources(server)
     register_prompts(server)
     register_protocol_extras(server)
+
+    if provider is not None:
+        from koji_mcp.server.oauth import register_consent_route
+
+        register_consent_route(server, provider)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

@@ -89,12 +89,17 @@ class StaticTokenVerifier(TokenVerifier):
     def __init__(self, tokens: list[ClientToken]) -> None:
         self._tokens = [(t, t.token.encode()) for t in tokens]
 
-    async def verify_token(self, token: str) -> AccessToken | None:
+    def match(self, token: str) -> ClientToken | None:
+        """The client whose token this is, compared in constant time against every token."""
         offered = token.encode()
         match: ClientToken | None = None
         for client, expected in self._tokens:  # no early exit: timing does not reveal which matched
             if hmac.compare_digest(offered, expected):
                 match = client
+        return match
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        match = self.match(token)
         if match is None:
             return None
         return AccessToken(token=token, client_id=match.name, scopes=list(ALL_SCOPES), subject=match.name)
@@ -159,8 +164,9 @@ def current_owner() -> str:
     auth on (see owner_required) a request without an authenticated client raises OwnerUnknown.
     """
     token = get_access_token()
-    if token is not None and token.client_id:
-        return token.client_id
+    owner = token.subject or token.client_id if token is not None else None
+    if owner:  # static tokens and built-in grants: the team client name; external issuer: idp:<sub>
+        return owner
     if token is not None or _owner_required.get():
         raise OwnerUnknown("no authenticated client for this request")
     return LOCAL_OWNER

@@ -221,7 +221,7 @@ class JWTVerifier(TokenVerifier):
             scopes=token_scopes(claims),
             expires_at=int(claims["exp"]) + LEEWAY,  # the SDK checks it again, without leeway
             resource=next((a for a in audience if str(a).rstrip("/") == self.resource_url), self.resource_url),
-            subject=subject,
+            subject=OWNER_PREFIX + subject,  # the owner (current_owner reads subject first)
             claims=claims,
         )
 
