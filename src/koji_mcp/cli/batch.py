@@ -109,7 +109,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
-    outcomes = anyio.run(_run, settings, args, respondents, progress)
+    try:
+        outcomes = anyio.run(_run, settings, args, respondents, progress)
+    except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
+        print(f"koji-mcp batch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     progress.finish()
     try:
         write_results(out, outcomes, len(respondents), respondents)

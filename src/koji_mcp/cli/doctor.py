@@ -28,7 +28,7 @@ from typing import Literal
 import httpx
 
 from koji_mcp import USER_AGENT
-from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings
+from koji_mcp.config import EXIT_USAGE, KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.ratelimit import RateLimitTracker
 
 TIMEOUT = 5.0
@@ -36,9 +36,9 @@ PROBE_PATH = "/api/v1/interviews/00000000-0000-0000-0000-000000000000"
 KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{32}}")
 KEYS_PAGE = "Dashboard > Profile > API Keys"
 
-Status = Literal["ok", "warn", "fail"]
-MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
-ASCII_MARKS = {"ok": "OK", "warn": "!", "fail": "X"}
+Status = Literal["ok", "warn", "fail", "refuse"]  # refuse: unsafe to run at all (exit 2, like serve and batch)
+MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "refuse": "✗"}
+ASCII_MARKS = {"ok": "OK", "warn": "!", "fail": "X", "refuse": "X"}
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def check_koji(base_url: str, key: str) -> Check:
 
 def check_state_dir(state_dir: str, base_url: str) -> Check:
     """The ledger's directory: created 0700 if missing, writable, and the ledger opens."""
-    from koji_mcp.interviews.ledger import Ledger
+    from koji_mcp.interviews.ledger import Ledger, UnsafeStateDir
 
     if state_dir == MEMORY_STATE_DIR:
         return Check("warn", "state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch "
@@ -159,6 +159,8 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
     try:
         with closing(Ledger.open(str(path), base_url)) as ledger:
             here, total = _count(ledger.path, base_url)
+    except UnsafeStateDir as exc:
+        return Check("refuse", str(exc))
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         return Check("fail", f"the ledger in {path} does not open: {exc}: move it aside or {fix}")
     note = " (created, mode 0700)" if created else ""
@@ -206,16 +208,17 @@ def run_doctor_command(args: argparse.Namespace) -> int:
     utf8 = _utf8(sys.stdout)
     marks = MARKS if utf8 else ASCII_MARKS
     secret = os.environ.get("KOJI_API_KEY", "").strip()
-    failed = 0
+    failed = refused = 0
     for check in run_checks(args):
-        failed += check.status == "fail"
+        failed += check.status in ("fail", "refuse")
+        refused += check.status == "refuse"
         line = f"{marks[check.status]} {check.text}"
         if len(secret) >= 8:  # belt and braces: whatever the shape, the key itself never gets out
             line = line.replace(secret, mask(secret))
         print(line if utf8 else line.replace("…", "..."), flush=True)
     print("All checks passed." if not failed else f"{failed} check(s) failed: fix the lines marked "
           f"{marks['fail']} above, then run `koji-mcp doctor` again.")
-    return 1 if failed else 0
+    return EXIT_USAGE if refused else 1 if failed else 0
 
 
 def _koji_error(response: httpx.Response) -> str | None:

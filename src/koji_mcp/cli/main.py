@@ -124,7 +124,8 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
         "doctor",
         help="check the API key, the base URL, Koji's answer and the state directory",
         description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
-        "if any check fails.",
+        "if any check fails, 2 if the state directory is unsafe to use (others own or can write it, or a "
+        "ledger file is a symlink or someone else's; serve and batch refuse it too).",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from koji_mcp.config import MEMORY_STATE_DIR
+from koji_mcp.config import MEMORY_STATE_DIR, ConfigError
 
 LEDGER_FILE = "ledger.sqlite3"
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite creates beside the database
 LOCAL_OWNER = "local"
 
 _MIGRATIONS: list[str] = [
@@ -58,6 +60,11 @@ _MIGRATIONS: list[str] = [
 STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
 # "starting": written before the start request is sent, so a crash mid-request leaves a trace
 # (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back.
+
+
+class UnsafeStateDir(ConfigError):
+    """The state directory or a ledger file is not safely ours (others could read the session
+    tokens or plant files); the message is one line saying how to fix it. The CLI exits 2."""
 
 
 def now_iso() -> str:
@@ -125,6 +132,7 @@ class Ledger:
             return cls(MEMORY_STATE_DIR, base_url)
         directory = Path(state_dir).expanduser()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_state_dir(directory)
         return cls(str(directory / LEDGER_FILE), base_url)
 
     def close(self) -> None:
@@ -329,12 +337,66 @@ class Ledger:
         return [_entry(row) for row in rows], total
 
 
+def check_state_dir(directory: Path) -> None:
+    """Refuse a state dir someone else owns or can write: they could plant or swap the ledger's files."""
+    if os.name == "nt":  # ownership and mode bits mean something else there; the ACLs of the user profile apply
+        return
+    info = directory.stat()
+    if info.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            f"state dir {directory} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}): others "
+            f"could read the session tokens in it; use a directory of your own (KOJI_MCP_STATE_DIR or --state-dir)"
+        )
+    if info.st_mode & 0o022:
+        raise UnsafeStateDir(
+            f"state dir {directory} is writable by others (mode {stat.S_IMODE(info.st_mode):o}): they could "
+            f"plant files the ledger would use; run `chmod 700 {directory}`"
+        )
+
+
+def _check_file(path: Path) -> None:
+    """A ledger file must be a plain file of ours; never follow a symlink to somewhere else."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeStateDir(
+            f"{path} is a symbolic link; koji-mcp does not follow links for its ledger: remove it "
+            f"(`rm {path}`) or use another state dir"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeStateDir(f"{path} is not a regular file: move it aside (`mv {path} {path}.bak`)")
+    if os.name != "nt" and info.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            f"{path} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}): it could receive the "
+            f"session tokens; remove it (`rm {path}`) if you do not know why it is there"
+        )
+
+
 def _prepare_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does (SQLite would honour the umask)."""
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+    """Create the database file 0600 before SQLite does (SQLite would honour the umask).
+
+    O_EXCL | O_NOFOLLOW: a symlink planted at the path is never followed (nor its target created);
+    the checks then refuse it, and any side file (-wal, -shm, -journal) that is not ours.
+    """
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except FileExistsError:
+        pass
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        _check_file(candidate)
     os.chmod(path, 0o600)
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def _entry(row: sqlite3.Row) -> LedgerEntry:
