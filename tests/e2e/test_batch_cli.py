@@ -141,3 +141,23 @@ def test_a_terminal_gets_a_progress_bar(sandbox, tmp_path) -> None:
     assert "\r[" + "#" * 30 + "] 3/3  started 3  skipped 0  failed 0  unknown 0" in screen
     assert "row 1" not in out  # the per-row lines are for pipes, the bar for terminals
     assert out.strip().startswith("3 participant(s): 3 started.")
+
+
+def test_results_csv_neutralises_spreadsheet_formulas(sandbox, tmp_path) -> None:
+    src = tmp_path / "people.csv"
+    src.write_text('external_id,display_name\n"=HYPERLINK(""http://evil.example/?x=1"",""click"")",Ann\n'
+                   "@SUM(1),+1 555\n-2+3,-Dee\nplain,=Bob\n")
+    sandbox.fault(path=START, status=400, json={"error": "invalid_request", "message": "=cmd|' /C calc'!A0"})
+    proc = run([str(src), "--concurrency", "1"], sandbox, tmp_path / "state")
+    assert proc.returncode == 1, proc.stderr
+    with open(tmp_path / "people.results.csv", newline="") as handle:
+        rows = [(r["external_id"], r["display_name"], r["outcome"], r["message"]) for r in csv.DictReader(handle)]
+    assert rows == [
+        ("'=HYPERLINK(\"http://evil.example/?x=1\",\"click\")", "Ann", "failed", "'=cmd|' /C calc'!A0"),
+        ("'@SUM(1)", "'+1 555", "started", ""),
+        ("'-2+3", "'-Dee", "started", ""),
+        ("plain", "'=Bob", "started", ""),
+    ]
+    # what was sent to Koji is the participant's real id, not the neutralised cell
+    assert started(sandbox) == Counter({'=HYPERLINK("http://evil.example/?x=1","click")': 1, "@SUM(1)": 1,
+                                        "-2+3": 1, "plain": 1})

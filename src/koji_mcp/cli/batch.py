@@ -32,6 +32,14 @@ from koji_mcp.koji.models import LOCALE_PATTERN
 from koji_mcp.cli.participants import ParticipantsError, read_participants
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
+
+
+def cell(value: object) -> object:
+    """A results cell that a spreadsheet shows as text: a leading formula character gets a `'` first."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class Progress:
@@ -71,10 +79,11 @@ def write_results(path: Path, outcomes: list[BatchOutcome], total_rows: int, res
             o = by_row.get(row)
             person = respondents[row - 1]
             if o is None:
-                writer.writerow([row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""])
+                values = [row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""]
             else:
-                writer.writerow([row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
-                                 o.error_code or "", o.message or ""])
+                values = [row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
+                          o.error_code or "", o.message or ""]
+            writer.writerow([cell(v) for v in values])
     os.replace(tmp, path)
 
 
