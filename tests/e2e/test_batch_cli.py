@@ -161,3 +161,20 @@ def test_results_csv_neutralises_spreadsheet_formulas(sandbox, tmp_path) -> None
     # what was sent to Koji is the participant's real id, not the neutralised cell
     assert started(sandbox) == Counter({'=HYPERLINK("http://evil.example/?x=1","click")': 1, "@SUM(1)": 1,
                                         "-2+3": 1, "plain": 1})
+
+
+def test_results_are_not_written_through_a_planted_tmp_symlink(sandbox, tmp_path) -> None:
+    src = write_csv(tmp_path / "people.csv", 2)
+    victim, kept = tmp_path / "victim.txt", tmp_path / "kept.txt"
+    kept.write_text("precious\n")
+    planted = tmp_path / "people.results.csv.tmp"
+    planted.symlink_to(victim)
+    (tmp_path / "people.results.csv.tmp.tmp").symlink_to(kept)
+    proc = run([str(src)], sandbox, tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    assert not victim.exists() and kept.read_text() == "precious\n"  # no link was followed
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)  # nor removed
+    out = tmp_path / "people.results.csv"
+    assert not out.is_symlink() and [r["outcome"] for r in results(out)] == ["started", "started"]
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert leftovers == ["people.results.csv.tmp", "people.results.csv.tmp.tmp"]

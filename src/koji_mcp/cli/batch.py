@@ -8,11 +8,13 @@ A rerun skips everyone already in the ledger, so it resumes where the last run s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -69,22 +71,31 @@ class Progress:
 
 
 def write_results(path: Path, outcomes: list[BatchOutcome], total_rows: int, respondents: list) -> None:
-    """Every input row gets a line (unreached rows say so); written atomically."""
+    """Every input row gets a line (unreached rows say so); written atomically.
+
+    The rows go to a fresh, unpredictable file in the target directory (mkstemp: O_EXCL, 0600), so a
+    planted `*.tmp` symlink is never followed; os.replace then swaps the finished file in.
+    """
     by_row = {o.row: o for o in outcomes}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in range(1, total_rows + 1):
-            o = by_row.get(row)
-            person = respondents[row - 1]
-            if o is None:
-                values = [row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""]
-            else:
-                values = [row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
-                          o.error_code or "", o.message or ""]
-            writer.writerow([cell(v) for v in values])
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for row in range(1, total_rows + 1):
+                o = by_row.get(row)
+                person = respondents[row - 1]
+                if o is None:
+                    values = [row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""]
+                else:
+                    values = [row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
+                              o.error_code or "", o.message or ""]
+                writer.writerow([cell(v) for v in values])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
@@ -110,9 +121,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
               "deduplicated, so a rerun would invite them again", file=sys.stderr)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
     try:  # find out now, not after spending credits, that the results cannot be written
-        probe = out.with_name(out.name + ".tmp")
-        probe.touch()
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent):
+            pass
     except OSError as exc:
         print(f"koji-mcp batch: cannot write results to {out}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
