@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import stat
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from koji_mcp.config import MEMORY_STATE_DIR, ConfigError
 
 LEDGER_FILE = "ledger.sqlite3"
 SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite creates beside the database
+OPEN_BUSY_WAIT = 15.0  # seconds an opener keeps retrying while other processes hold the new database's lock
 LOCAL_OWNER = "local"
 
 _MIGRATIONS: list[str] = [
@@ -119,11 +122,13 @@ class Ledger:
             _prepare_file(Path(path))
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
-        if path != MEMORY_STATE_DIR:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        if path != MEMORY_STATE_DIR:
+            # Switching a new database to WAL needs its exclusive lock, and SQLite answers "database is
+            # locked" at once (no busy wait) when another opener holds it: retry for a bounded time.
+            _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        _retry_busy(self._migrate)
 
     @classmethod
     def open(cls, state_dir: str, base_url: str) -> Ledger:
@@ -335,6 +340,22 @@ class Ledger:
                 f"SELECT * FROM interviews WHERE {page_clause} ORDER BY seq DESC LIMIT ?", [*page_args, limit]
             ).fetchall()
         return [_entry(row) for row in rows], total
+
+
+def _retry_busy(action: Callable[[], object], wait: float = OPEN_BUSY_WAIT) -> None:
+    """Run `action`, retrying with jittered backoff while SQLite reports the database busy or locked."""
+    deadline = time.monotonic() + wait
+    pause = 0.01
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause + random.uniform(0, pause))
+        pause = min(pause * 2, 0.2)
 
 
 def check_state_dir(directory: Path) -> None:
