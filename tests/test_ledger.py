@@ -15,7 +15,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from koji_mcp.interviews.ledger import LEDGER_FILE, Ledger
+from koji_mcp.interviews.ledger import _MIGRATIONS, LEDGER_FILE, Ledger
 from koji_mcp.server.app import build_server
 from tests.conftest import subprocess_env
 
@@ -29,7 +29,7 @@ def test_files_are_private_and_schema_is_versioned(tmp_path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / LEDGER_FILE).stat().st_mode) == 0o600
     db = sqlite3.connect(state / LEDGER_FILE)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     ledger.close()
     reopened = Ledger.open(str(state), "http://k")  # migrations are idempotent
@@ -124,3 +124,19 @@ def test_kill_9_during_writes_leaves_a_consistent_ledger(tmp_path) -> None:
         assert e.session_token == f"st_live_{e.interview_id[1:]}" and e.metadata == {"i": int(e.interview_id[1:])}
         assert e.status in {"active", "completed"}
         assert (e.status == "completed") == (e.completed_at is not None)
+
+
+def test_a_v1_ledger_is_upgraded_in_place(tmp_path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = sqlite3.connect(state / LEDGER_FILE)
+    old.executescript(_MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    old.execute("INSERT INTO interviews (interview_id, base_url, status, created_at, updated_at) "
+                "VALUES ('i1', 'http://k', 'active', 't', 't')")
+    old.commit()
+    old.close()
+    ledger = Ledger.open(str(state), "http://k")
+    entry = ledger.get("i1")
+    ledger.close()
+    assert entry is not None and entry.status == "active" and entry.resolved_by is None
+    assert sqlite3.connect(state / LEDGER_FILE).execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)

@@ -30,6 +30,7 @@ from koji_mcp.interviews.batches import (
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
+from koji_mcp.text import clean_koji_text
 from koji_mcp.koji.models import LOCALE_PATTERN
 from koji_mcp.cli.participants import ParticipantsError, read_participants
 
@@ -143,7 +144,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {describe_counts(counts)}. "
           f"Results: {out}")
     if counts["unknown"]:
-        print("Unknown outcomes may have started (and spent credits): check Koji before rerunning with --force.")
+        print("Unknown outcomes may have started (and spent credits); they are never started again by a rerun:")
+        for o in outcomes:
+            if o.outcome == "unknown":
+                print(f"  row {o.row} {clean_koji_text(o.external_id or o.display_name or '(anonymous)', 120)}: {o.interview_id}")
+        print("Check each at Koji, then settle it: `koji-mcp ledger resolve ID --started INTERVIEW_ID` if it started, "
+              "`koji-mcp ledger resolve ID --not-started` if not (a rerun then invites them).")
     if counts["not_reached"]:
         print("Not every participant was reached; rerun the same command to resume (started ones are skipped).")
     return 0 if not (counts["failed"] or counts["unknown"] or counts["not_reached"]) else 1

@@ -58,11 +58,25 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX interviews_by_owner ON interviews (base_url, owner, seq DESC);
     CREATE INDEX interviews_by_external_id ON interviews (base_url, owner, external_id);
     """,
+    # v2: an 'unknown' or 'starting' start settled by hand (`koji-mcp ledger resolve`): by whom, when,
+    # and the placeholder id the row had before
+    """
+    ALTER TABLE interviews ADD COLUMN resolved_by TEXT;
+    ALTER TABLE interviews ADD COLUMN resolved_at TEXT;
+    ALTER TABLE interviews ADD COLUMN resolved_from TEXT;
+    """,
 ]
 
-STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
+STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting", "not_started")
 # "starting": written before the start request is sent, so a crash mid-request leaves a trace
-# (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back.
+# (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back;
+# "not_started": an unknown start that a person checked at Koji and settled as never started
+# (`koji-mcp ledger resolve … --not-started`): it no longer holds its external_id.
+UNSETTLED = ("unknown", "starting")
+
+
+class ResolveError(ValueError):
+    """`resolve` was asked for something it cannot do; the message is one line meant for a human."""
 
 
 class UnsafeStateDir(ConfigError):
@@ -94,6 +108,9 @@ class LedgerEntry:
     note: str | None = None
     completed_at: str | None = None
     seq: int = 0
+    resolved_by: str | None = None  # set when an unknown start was settled by hand
+    resolved_at: str | None = None
+    resolved_from: str | None = None
 
     def public(self) -> dict[str, Any]:
         """Everything but the session token, for results and resources."""
@@ -228,7 +245,7 @@ class Ledger:
             if unless_known and external_id is not None:
                 row = db.execute(
                     """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
-                       ORDER BY seq DESC LIMIT 1""",
+                       AND status != 'not_started' ORDER BY seq DESC LIMIT 1""",
                     (self.base_url, owner, external_id),
                 ).fetchone()
                 if row is not None:
@@ -286,6 +303,55 @@ class Ledger:
                     (status, stamp, self.base_url, owner, interview_id),
                 )
 
+    def resolve(self, key: str, *, started_id: str | None, by: str) -> tuple[LedgerEntry, LedgerEntry]:
+        """Settle an 'unknown' or 'starting' row by hand; returns (before, after).
+
+        `key` is the row's interview id (its `unknown-…`/`pending-…` placeholder) or its row number.
+        With `started_id` the row becomes that interview, without a session token (Koji gives it only
+        to the caller that started it); without, it becomes 'not_started' and frees its external_id.
+        """
+        with self._tx() as db:
+            if key.isdigit():
+                rows = db.execute("SELECT * FROM interviews WHERE seq = ?", (int(key),)).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM interviews WHERE interview_id = ? OR resolved_from = ? ORDER BY seq", (key, key)
+                ).fetchall()
+            if not rows:
+                raise ResolveError(f"no row {key!r} in the ledger at {self.path}: give the unknown-… or pending-… id "
+                                   "(or the row number) that batch and list_interviews show")
+            if len(rows) > 1:
+                raise ResolveError(f"{key!r} matches {len(rows)} rows (started on different base URLs): give the "
+                                   f"row number instead ({', '.join(str(r['seq']) for r in rows)})")
+            before = _entry(rows[0])
+            if before.status not in UNSETTLED:
+                done = (f" by {before.resolved_by} at {before.resolved_at}" if before.resolved_by else "")
+                raise ResolveError(f"row {before.seq} ({before.interview_id}) is '{before.status}'{done}; only "
+                                   "rows whose outcome is unknown ('unknown' or 'starting') can be resolved")
+            stamp = now_iso()
+            if started_id is None:
+                db.execute(
+                    """UPDATE interviews SET status = 'not_started', resolved_by = ?, resolved_at = ?,
+                           resolved_from = interview_id, updated_at = ? WHERE seq = ?""",
+                    (by, stamp, stamp, before.seq),
+                )
+            else:
+                taken = db.execute(
+                    "SELECT seq FROM interviews WHERE base_url = ? AND interview_id = ?",
+                    (rows[0]["base_url"], started_id),
+                ).fetchone()
+                if taken is not None:
+                    raise ResolveError(f"interview {started_id} is already in the ledger (row {taken['seq']}); "
+                                       "each interview can settle only one unknown start")
+                db.execute(
+                    """UPDATE interviews SET interview_id = ?, status = 'active', session_token = NULL,
+                           resolved_by = ?, resolved_at = ?, resolved_from = interview_id, updated_at = ?
+                       WHERE seq = ?""",
+                    (started_id, by, stamp, stamp, before.seq),
+                )
+            after = _entry(db.execute("SELECT * FROM interviews WHERE seq = ?", (before.seq,)).fetchone())
+        return before, after
+
     def touch(self, interview_id: str, owner: str) -> None:
         """Record activity (a relayed message) without changing the status."""
         with self._tx() as db:
@@ -305,10 +371,11 @@ class Ledger:
         return _entry(row) if row else None
 
     def find_by_external_id(self, external_id: str, owner: str = LOCAL_OWNER) -> list[LedgerEntry]:
+        """The interviews that hold this external_id, newest first (settled 'not_started' rows do not)."""
         with self._lock:
             rows = self._db.execute(
                 """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
-                   ORDER BY seq DESC""",
+                   AND status != 'not_started' ORDER BY seq DESC""",
                 (self.base_url, owner, external_id),
             ).fetchall()
         return [_entry(row) for row in rows]
@@ -438,4 +505,7 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         note=row["note"],
         completed_at=row["completed_at"],
         seq=row["seq"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+        resolved_from=row["resolved_from"],
     )

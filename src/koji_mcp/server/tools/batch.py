@@ -71,8 +71,9 @@ async def start_interviews(
     if len(outcomes) > TEXT_ROWS:
         lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
     if counts["unknown"]:
-        lines.append("Unknown outcomes may have started (and spent credits): check Koji's dashboard or "
-                     "list_interviews(status='unknown') before retrying them with force=true.")
+        lines.append("Unknown outcomes may have started (and spent credits); calling again never restarts them. "
+                     "Check Koji's dashboard (or list_interviews(status='unknown')); the user can then settle each "
+                     "with `koji-mcp ledger resolve ID --started INTERVIEW_ID` or `--not-started`.")
     if counts["not_reached"]:
         lines.append(f"{counts['not_reached']} respondent(s) were not reached: the batch stopped on an error that "
                      "would fail them too. Fix it, then call again: started ones are skipped.")
