@@ -165,21 +165,25 @@ async def _run(settings: Settings, args: argparse.Namespace, respondents: list, 
         collected.append(outcome)
         progress(outcome)
 
-    async with open_services(settings) as services, anyio.create_task_group() as group:
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    if stop.is_set():
-                        print("\nstopping now", file=sys.stderr)
-                        group.cancel_scope.cancel()
-                        return
-                    print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
-                    stop.set()
+    async with open_services(settings) as services:
+        # run_batch checks this too; here a ledger that lost rows fails as itself (exit 2), before a
+        # task group would wrap it in an ExceptionGroup
+        services.ledger.check_intact()
+        async with anyio.create_task_group() as group:
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        if stop.is_set():
+                            print("\nstopping now", file=sys.stderr)
+                            group.cancel_scope.cancel()
+                            return
+                        print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                        stop.set()
 
-        group.start_soon(watch_signals)
-        await run_batch(
-            services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
-            force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
-        )
-        group.cancel_scope.cancel()
+            group.start_soon(watch_signals)
+            await run_batch(
+                services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
+                force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
+            )
+            group.cancel_scope.cancel()
     return sorted(collected, key=lambda o: o.row)

@@ -108,8 +108,10 @@ async def run_batch(
     """Start every planned respondent; outcomes come back in row order.
 
     Setting `stop` lets in-flight starts finish (and be recorded) but starts nothing new; the
-    rows not reached are simply absent from the result, and a rerun picks them up.
+    rows not reached are simply absent from the result, and a rerun picks them up. Raises
+    LedgerRowsLost, before anything is planned or sent, when the ledger lost rows.
     """
+    services.ledger.check_intact()  # an emptied ledger would make everyone look new (LedgerRowsLost)
     decisions = plan(services, owner, respondents, force=force)
     outcomes: dict[int, BatchOutcome] = {}
 

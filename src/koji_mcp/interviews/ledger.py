@@ -15,6 +15,7 @@ import os
 import random
 import sqlite3
 import stat
+import tempfile
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from typing import Any
 from koji_mcp.config import MEMORY_STATE_DIR, ConfigError
 
 LEDGER_FILE = "ledger.sqlite3"
+MARKER_FILE = "ledger.starts"  # beside the database: how many starts it has ever recorded (see check_intact)
 SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite creates beside the database
 OPEN_BUSY_WAIT = 15.0  # seconds an opener keeps retrying while other processes hold the new database's lock
 LOCAL_OWNER = "local"
@@ -77,6 +79,11 @@ UNSETTLED = ("unknown", "starting")
 
 class ResolveError(ValueError):
     """`resolve` was asked for something it cannot do; the message is one line meant for a human."""
+
+
+class LedgerRowsLost(ConfigError):
+    """The ledger holds fewer starts than it once recorded (emptied, truncated or replaced): it can
+    no longer tell who was already invited, so nothing may be started against it. CLI: exit 2."""
 
 
 class UnsafeStateDir(ConfigError):
@@ -135,8 +142,11 @@ class Ledger:
         self.path = path
         self.base_url = base_url
         self._lock = threading.Lock()
+        self._marker: Path | None = None
         if path != MEMORY_STATE_DIR:
             _prepare_file(Path(path))
+            self._marker = Path(path).with_name(MARKER_FILE)
+            _check_file(self._marker)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA busy_timeout=10000")
@@ -146,6 +156,9 @@ class Ledger:
             _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
             self._db.execute("PRAGMA synchronous=NORMAL")
         _retry_busy(self._migrate)
+        if self._marker is not None and not os.path.lexists(self._marker):
+            with self._tx() as db:  # a ledger from before the marker existed: start counting now
+                self._note_starts(db)
 
     @classmethod
     def open(cls, state_dir: str, base_url: str) -> Ledger:
@@ -187,6 +200,51 @@ class Ledger:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
+    # -- the marker: a ledger that lost its rows must not look new ---------------------------------
+
+    def _note_starts(self, db: sqlite3.Connection) -> None:
+        """Inside a write transaction (so writers across processes take turns): raise the marker to
+        the number of recorded starts. Rows only ever leave 'starting' (release deletes only those),
+        so this count never goes down while the database is intact."""
+        if self._marker is None:
+            return
+        count = _recorded_starts(db)
+        if not os.path.lexists(self._marker) or count > self._marked():
+            fd, tmp = tempfile.mkstemp(prefix=f".{MARKER_FILE}.", dir=self._marker.parent)
+            with open(fd, "w", encoding="ascii") as handle:
+                handle.write(f"{count}\n")
+            os.replace(tmp, self._marker)  # replaces a planted link itself, never its target
+
+    def _marked(self) -> int:
+        assert self._marker is not None
+        try:
+            fd = os.open(self._marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise UnsafeStateDir(f"cannot read {self._marker} ({exc.strerror}): remove it if it is not a file of "
+                                 "yours") from None
+        with open(fd, encoding="ascii", errors="replace") as handle:
+            text = handle.read(64).strip()
+        if not text.isdigit():
+            raise LedgerRowsLost(f"{self._marker} should hold the number of starts this ledger has recorded, "
+                                 f"but holds {text[:20]!r}: restore it, or remove it if you know the ledger is whole")
+        return int(text)
+
+    def check_intact(self) -> None:
+        """Refuse a ledger with fewer recorded starts than its marker remembers (see LedgerRowsLost)."""
+        if self._marker is None:
+            return
+        marked = self._marked()
+        with self._lock:
+            count = _recorded_starts(self._db)
+        if count < marked:
+            raise LedgerRowsLost(
+                f"the ledger {self.path} holds {count} recorded start(s) but once held {marked} ({self._marker}): "
+                "it lost rows (emptied, truncated or replaced), so it cannot tell who was already invited and "
+                f"nothing will be started; restore it from a backup, or move both files aside to start afresh"
+            )
+
     # -- writes ---------------------------------------------------------------------------------
 
     def record_start(
@@ -220,6 +278,7 @@ class Ledger:
                     initial_message, note, stamp, stamp,
                 ),
             )
+            self._note_starts(db)
         entry = self.get(interview_id, owner)
         assert entry is not None
         return entry
@@ -267,6 +326,7 @@ class Ledger:
                        status = 'active', updated_at = ? WHERE seq = ?""",
                 (interview_id, session_token, initial_message, now_iso(), seq),
             )
+            self._note_starts(db)
 
     def release(self, seq: int) -> None:
         """Koji surely did not start it (rejected, or never sent): forget the reservation."""
@@ -281,6 +341,7 @@ class Ledger:
                 "UPDATE interviews SET interview_id = ?, status = 'unknown', note = ?, updated_at = ? WHERE seq = ?",
                 (placeholder, note, now_iso(), seq),
             )
+            self._note_starts(db)
         return placeholder
 
     def update_status(
@@ -349,6 +410,7 @@ class Ledger:
                        WHERE seq = ?""",
                     (started_id, by, stamp, stamp, before.seq),
                 )
+            self._note_starts(db)
             after = _entry(db.execute("SELECT * FROM interviews WHERE seq = ?", (before.seq,)).fetchone())
         return before, after
 
@@ -407,6 +469,10 @@ class Ledger:
                 f"SELECT * FROM interviews WHERE {page_clause} ORDER BY seq DESC LIMIT ?", [*page_args, limit]
             ).fetchall()
         return [_entry(row) for row in rows], total
+
+
+def _recorded_starts(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM interviews WHERE status != 'starting'").fetchone()[0])
 
 
 def _retry_busy(action: Callable[[], object], wait: float = OPEN_BUSY_WAIT) -> None:

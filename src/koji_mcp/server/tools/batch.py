@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from koji_mcp.koji.models import Locale, Mode, Respondent
 from koji_mcp.interviews.services import Services, current_owner
-from koji_mcp.server.tools.results import ok
+from koji_mcp.server.tools.results import fail, ok
 
 MAX_BATCH = 500
 TEXT_ROWS = 40
@@ -49,6 +49,7 @@ async def start_interviews(
         run_batch,
         summarize,
     )
+    from koji_mcp.interviews.ledger import LedgerRowsLost
 
     services: Services = ctx.request_context.lifespan_context
     total = len(respondents)
@@ -60,10 +61,14 @@ async def start_interviews(
         who = outcome.external_id or outcome.display_name or f"row {outcome.row}"
         await ctx.report_progress(done, total, f"{who}: {outcome.outcome}")
 
-    outcomes = await run_batch(
-        services, current_owner(), respondents, mode=mode, locale=locale, dry_run=dry_run, force=force,
-        on_outcome=progress,
-    )
+    try:
+        outcomes = await run_batch(
+            services, current_owner(), respondents, mode=mode, locale=locale, dry_run=dry_run, force=force,
+            on_outcome=progress,
+        )
+    except LedgerRowsLost as exc:
+        return fail(f"Nothing was sent to Koji: {exc}. Tell the user: no batch can start until the ledger "
+                    "is restored (or deliberately set aside).")
     counts = summarize(outcomes, total)
     lines = [("Dry run, nothing sent. " if dry_run else "")
              + f"{total} respondent(s): {describe_counts(counts)}."]
