@@ -38,6 +38,10 @@ async def test_a_truncated_ledger_is_refused_by_batch_and_start_interviews(sandb
         again = batch(args, sandbox, state)
         assert (again.returncode, again.stdout, again.stderr) == (2, "", f"koji-mcp batch: {expected}\n"), args
 
+    env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox.base_url, KOJI_MCP_STATE_DIR=str(state))
+    doctor = subprocess.run([*koji_mcp_command(), "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    assert doctor.returncode == 2 and f"✗ {expected}" in doctor.stdout.splitlines()
+
     settings = make_settings(sandbox.base_url, state_dir=str(state))
     async with Client(build_server(settings), mode="legacy") as client:
         result = await client.call_tool("start_interviews", {"respondents": [{"external_id": "u1"}]})

@@ -2,7 +2,8 @@
 
 Ctrl-C once: no new starts, in-flight ones finish and are recorded, results are written.
 Ctrl-C twice: stop now (an in-flight start stays in the ledger as 'starting', i.e. unknown).
-A rerun skips everyone already in the ledger, so it resumes where the last run stopped.
+A rerun skips everyone already in the ledger, so it resumes where the last run stopped; a start whose
+outcome is unknown is never resent and counts as unknown (exit 1) until `koji-mcp ledger resolve`.
 """
 
 from __future__ import annotations

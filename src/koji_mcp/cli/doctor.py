@@ -139,7 +139,7 @@ def check_koji(base_url: str, key: str) -> Check:
 
 def check_state_dir(state_dir: str, base_url: str) -> Check:
     """The ledger's directory: created 0700 if missing, writable, and the ledger opens."""
-    from koji_mcp.interviews.ledger import Ledger, UnsafeStateDir
+    from koji_mcp.interviews.ledger import Ledger, LedgerRowsLost, UnsafeStateDir
 
     if state_dir == MEMORY_STATE_DIR:
         return Check("warn", "state dir is :memory:: the ledger is forgotten on restart (list_interviews and batch "
@@ -158,8 +158,9 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
                              f"{exc.strerror or exc}: {fix}")
     try:
         with closing(Ledger.open(str(path), base_url)) as ledger:
+            ledger.check_intact()
             here, total = _count(ledger.path, base_url)
-    except UnsafeStateDir as exc:
+    except (UnsafeStateDir, LedgerRowsLost) as exc:
         return Check("refuse", str(exc))
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         return Check("fail", f"the ledger in {path} does not open: {exc}: move it aside or {fix}")

@@ -104,7 +104,9 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
         "The whole file is validated before anything is sent. Participants already in the ledger are "
         "skipped, so rerunning after a failure or Ctrl-C resumes where it stopped.",
         epilog="Uses KOJI_API_KEY, KOJI_BASE_URL and KOJI_MCP_STATE_DIR like `serve`. Exit code 0 when "
-        "everyone was started or skipped, 1 when some failed, are unknown or were not reached, 2 on bad input.",
+        "everyone was started or skipped, 1 when some failed, are unknown or were not reached (an unknown start "
+        "stays unknown on every rerun until `koji-mcp ledger resolve` settles it), 2 on bad input or a state dir "
+        "or ledger that is unsafe to use (others can write it, or it lost rows).",
     )
     p.add_argument("file", help="participants CSV (UTF-8, header row required)")
     p.add_argument("--mode", choices=["text", "voice"], help="interview mode for all (default: project setting)")
@@ -124,8 +126,8 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
         "doctor",
         help="check the API key, the base URL, Koji's answer and the state directory",
         description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
-        "if any check fails, 2 if the state directory is unsafe to use (others own or can write it, or a "
-        "ledger file is a symlink or someone else's; serve and batch refuse it too).",
+        "if any check fails, 2 if the state directory is unsafe to use (others own or can write it, a "
+        "ledger file is a symlink or someone else's, or the ledger lost rows; serve and batch refuse it too).",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 
