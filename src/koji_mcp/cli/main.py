@@ -127,7 +127,8 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
         help="check the API key, the base URL, Koji's answer and the state directory",
         description="Check the setup step by step, one line per check, and say what to fix. Exit code 1 "
         "if any check fails, 2 if the state directory is unsafe to use (others own or can write it, a "
-        "ledger file is a symlink or someone else's, or the ledger lost rows; serve and batch refuse it too).",
+        "ledger file is a symlink or someone else's, or the ledger lost rows; serve and batch refuse such a "
+        "state dir too, and batch such a ledger).",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 
