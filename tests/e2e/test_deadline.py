@@ -33,7 +33,7 @@ async def test_a_dripping_start_becomes_unknown_within_the_deadline(tmp_path) ->
     assert text.startswith("Koji timed out: Koji did not answer within 4 s after the request was sent\n"
                            "Outcome unknown: the interview may have been started"), text
     assert "(status 'unknown')" in text
-    assert 3.9 < elapsed < 5.5, elapsed
+    assert 3.9 < elapsed < 6.0, elapsed  # KOJI_TIMEOUT=4, not the 12 s the drip lasts
     assert len(drip.requests) == 1 and drip.requests[0].startswith(START_LINE)  # never resent
     assert [i["external_id"] for i in listed.structured_content["interviews"]] == ["u1"]
     db = sqlite3.connect(tmp_path / "state" / "ledger.sqlite3")
@@ -58,7 +58,7 @@ def test_ctrl_c_on_a_batch_against_a_dripping_upstream_ends_within_the_deadline(
         finally:
             proc.kill()
         assert len(drip.requests) == 1  # the stop let nothing new start, and nothing was resent
-    assert ended < 4.5, f"the batch took {ended:.1f} s to stop after Ctrl-C"
+    assert ended < 5.5, f"the batch took {ended:.1f} s to stop after Ctrl-C"
     assert proc.returncode == 1, err
     assert "stopping: finishing the starts in flight" in err
     with open(tmp_path / "people.results.csv", newline="") as handle:
