@@ -83,12 +83,15 @@ async def test_mixed_outcomes_in_one_batch(legacy_client: Client, sandbox) -> No
     text = r.content[0].text
     assert "Unknown outcomes may have started (and spent credits)" in text
     assert "Failed respondents were not started" in text
-    # the failed one can simply be retried; the unknown one is skipped until forced
+    # the failed one can simply be retried; the unknown one is not resent, and still counts as unknown
     retry = await legacy_client.call_tool("start_interviews", {"respondents": people(5)})
     kinds = Counter(o["outcome"] for o in retry.structured_content["outcomes"])
-    assert kinds == Counter({"skipped": 4, "started": 1})
-    unknown_row = next(o for o in retry.structured_content["outcomes"] if "unknown" in (o.get("message") or ""))
-    assert unknown_row["outcome"] == "skipped"
+    assert kinds == Counter({"skipped": 3, "started": 1, "unknown": 1})
+    unknown_row = next(o for o in retry.structured_content["outcomes"] if o["outcome"] == "unknown")
+    assert unknown_row["interview_id"] == by_kind["unknown"]["interview_id"]
+    assert unknown_row["message"].startswith("an earlier start's outcome is unknown: check Koji, then settle it with "
+                                             f"`koji-mcp ledger resolve {unknown_row['interview_id']} --started")
+    assert "Unknown outcomes may have started (and spent credits)" in retry.content[0].text
 
 
 async def test_batch_stops_on_errors_that_would_fail_every_row(sandbox) -> None:
@@ -149,4 +152,7 @@ async def test_two_overlapping_batches_never_invite_anyone_twice(sandbox, settin
     started = Counter(r["json"]["respondent"]["external_id"] for r in sandbox.requests() if r["status"] == 201)
     assert started == Counter({f"o{i}": 1 for i in range(10)})
     kinds = Counter(o["outcome"] for r in results for o in r.structured_content["outcomes"])
-    assert kinds == Counter({"started": 10, "skipped": 10})
+    # the second batch skips who the first one started, and counts those still in flight as unknown
+    assert kinds["started"] == 10 and kinds["skipped"] + kinds["unknown"] == 10
+    assert all("in flight" in o["message"] for r in results for o in r.structured_content["outcomes"]
+               if o["outcome"] == "unknown")

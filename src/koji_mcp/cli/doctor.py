@@ -28,8 +28,8 @@ from typing import Literal
 import anyio
 import httpx
 
-from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings, is_loopback
-from koji_mcp.interviews.ledger import Ledger, StorageError
+from koji_mcp.config import EXIT_USAGE, KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings, is_loopback
+from koji_mcp.interviews.ledger import Ledger, LedgerRowsLost, StorageError, UnsafeStateDir
 from koji_mcp.koji.client import PROBE_INTERVIEW_ID, KojiClient
 from koji_mcp.koji.errors import (
     COMPLETE,
@@ -55,9 +55,9 @@ PROBE_PATH = f"/api/v1/interviews/{PROBE_INTERVIEW_ID}"
 KEY_SHAPE = re.compile(rf"{KEY_PREFIX}[A-Za-z0-9_-]{{32}}")
 KEYS_PAGE = "Dashboard > Profile > API Keys"
 
-Status = Literal["ok", "warn", "fail"]
-MARKS = {"ok": "✓", "warn": "!", "fail": "✗"}
-ASCII_MARKS = {"ok": "OK", "warn": "!", "fail": "X"}
+Status = Literal["ok", "warn", "fail", "refuse"]  # refuse: unsafe to run at all (exit 2, like serve and batch)
+MARKS = {"ok": "✓", "warn": "!", "fail": "✗", "refuse": "✗"}
+ASCII_MARKS = {"ok": "OK", "warn": "!", "fail": "X", "refuse": "X"}
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,10 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
                              f"{exc.strerror or exc}: {fix}")
     try:
         with closing(Ledger.open(str(path), base_url)) as ledger:
+            ledger.check_intact()
             here, total = ledger.count()
+    except (UnsafeStateDir, LedgerRowsLost) as exc:
+        return Check("refuse", str(exc))
     except (OSError, StorageError, RuntimeError) as exc:
         return Check("fail", f"the ledger in {path} does not open: {exc}: move it aside or {fix}")
     note = " (created, mode 0700)" if created else ""
@@ -264,7 +267,7 @@ def run_checks(settings: Settings) -> Iterator[Check]:
 def run_doctor_command(args: argparse.Namespace) -> int:
     utf8 = _utf8(sys.stdout)
     marks = MARKS if utf8 else ASCII_MARKS
-    counts = {"ok": 0, "warn": 0, "fail": 0}
+    counts = {"ok": 0, "warn": 0, "fail": 0, "refuse": 0}
     try:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
                                  sandbox=True if args.sandbox else None)
@@ -278,7 +281,7 @@ def run_doctor_command(args: argparse.Namespace) -> int:
         if len(secret) >= 8:  # belt and braces: whatever the shape, the key itself never gets out
             line = line.replace(secret, mask(secret))
         print(line if utf8 else line.replace("…", "..."), flush=True)
-    problems, warnings = counts["fail"], counts["warn"]
+    problems, warnings = counts["fail"] + counts["refuse"], counts["warn"]
     summary = f"{plural(problems, 'problem')}, {plural(warnings, 'warning')}"
     if problems:
         summary += f": fix the lines marked {marks['fail']} above, then run `koji-mcp doctor` again."
@@ -287,7 +290,7 @@ def run_doctor_command(args: argparse.Namespace) -> int:
     else:
         summary += ": all checks passed."
     print(summary)
-    return 1 if problems else 0
+    return EXIT_USAGE if counts["refuse"] else 1 if problems else 0
 
 
 def _clean(text: str, limit: int = 200) -> str:

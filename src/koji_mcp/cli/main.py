@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from koji_mcp import __version__
 from koji_mcp.config import EXIT_USAGE, LOG_LEVELS
 
-SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
+SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config", "ledger")
 
 
 def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool = True) -> None:
@@ -118,7 +118,9 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
         "The whole file is validated before anything is sent. Participants already in the ledger are "
         "skipped, so rerunning after a failure or Ctrl-C resumes where it stopped.",
         epilog="Uses KOJI_API_KEY, KOJI_BASE_URL and KOJI_MCP_STATE_DIR like `serve`. Exit code 0 when "
-        "everyone was started or skipped, 1 when some failed, are unknown or were not reached, 2 on bad input.",
+        "everyone was started or skipped, 1 when some failed, are unknown or were not reached (an unknown start "
+        "stays unknown on every rerun until `koji-mcp ledger resolve` settles it), 2 on bad input or a state dir "
+        "or ledger that is unsafe to use (others can write it, or it lost rows).",
     )
     p.add_argument("file", help="participants CSV (UTF-8, header row required)")
     p.add_argument("--mode", choices=["text", "voice"], help="interview mode for all (default: project setting)")
@@ -139,7 +141,9 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
         help="check the API key, its permissions, the base URL, Koji's answer and the state directory",
         description="Check the setup step by step, one line per check, and say what to fix. Each permission "
         "the enabled tools need is probed with a request Koji must refuse (no credit is spent). Ends with "
-        "'N problems, M warnings'; exit code 1 when a problem means a tool cannot work.",
+        "'N problems, M warnings'; exit code 1 when a problem means a tool cannot work, 2 if the state "
+        "directory is unsafe to use (others own or can write it, a ledger file is a symlink or someone "
+        "else's, or the ledger lost rows; serve and batch refuse such a state dir too).",
     )
     _koji_args(p, sandbox_help="check against an in-process sandbox")
 
@@ -159,6 +163,37 @@ def _config_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="koji", help="server name in the host's config (default koji)")
 
 
+def _ledger_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ledger",
+        help="settle by hand a start whose outcome is unknown",
+        description="Work on the local interview ledger. `koji-mcp ledger resolve --help` explains.",
+    )
+    actions = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    r = actions.add_parser(
+        "resolve",
+        help="record whether an 'unknown' start did start at Koji",
+        description="A start that may have reached Koji (a timeout, a dropped connection, a 5xx, or koji-mcp "
+        "stopped mid-request) stays in the ledger as 'unknown' or 'starting': it is never sent again, and every "
+        "batch reports it as unknown (exit 1). Check Koji's dashboard, then record what you found. The ledger "
+        "keeps who settled it and when.",
+        epilog="Examples: `koji-mcp ledger resolve unknown-3f2a… --started 8d41c0de-…` (it started: later runs "
+        "skip the person; koji-mcp never got its session token, so it cannot relay messages to it or complete "
+        "it, but get_interview reads it); `koji-mcp ledger resolve 12 --not-started` (it did not: the next batch "
+        "invites the person). Exit code 0 when recorded, 2 when the row is unknown or already settled.",
+    )
+    r.add_argument("row", metavar="INTERVIEW_OR_ROW",
+                   help="the row's id as batch results and list_interviews show it (unknown-… or pending-…), "
+                   "or its row number in the ledger")
+    outcome = r.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--started", metavar="INTERVIEW_ID",
+                         help="it did start: Koji's id for the interview (from Koji's dashboard)")
+    outcome.add_argument("--not-started", action="store_true",
+                         help="it did not start: free its external_id so a rerun invites the person")
+    r.add_argument("--by", metavar="NAME", help="who settles it, recorded in the ledger (default: your login name)")
+    r.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; default as for serve)")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `only` one subcommand's (startup builds just what it parses)."""
     parser = argparse.ArgumentParser(
@@ -170,7 +205,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"koji-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     builders = {"serve": _serve_parser, "sandbox": _sandbox_parser, "demo": _demo_parser,
-                "batch": _batch_parser, "doctor": _doctor_parser, "config": _config_parser}
+                "batch": _batch_parser, "doctor": _doctor_parser, "config": _config_parser,
+                "ledger": _ledger_parser}
     for name, add in builders.items():
         if only is None or name == only:
             add(sub)
@@ -216,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from koji_mcp.cli.host_config import run_config_command
 
             return run_config_command(args)
+        if args.command == "ledger":
+            from koji_mcp.cli.ledger import run_ledger_command
+
+            return run_ledger_command(args)
         if args.command == "demo":
             from koji_mcp.cli.demo import run_demo
 

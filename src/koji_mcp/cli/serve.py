@@ -52,7 +52,7 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning(settings.key_warning)
     try:
         anyio.run(_serve, settings, args)
-    except ConfigError as exc:
+    except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, StorageError) as exc:

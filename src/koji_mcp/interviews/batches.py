@@ -25,6 +25,7 @@ from koji_mcp.koji.errors import (
     Unauthorized,
 )
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
+from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import clean_koji_text
@@ -76,18 +77,23 @@ def plan(services: Services, owner: str, respondents: Sequence[Respondent], *, f
             continue
         seen[key] = row
         earlier = [] if force else services.ledger.find_by_external_id(key, owner)
-        if earlier:
-            decisions.append(_skip(row, person, earlier[0].interview_id, skip_reason(earlier[0].status)))
-        else:
-            decisions.append(None)
+        decisions.append(known(row, person, earlier[0]) if earlier else None)
     return decisions
 
 
-def skip_reason(status: str) -> str:
-    return {
-        "unknown": "an earlier start's outcome is unknown; check Koji before forcing a new one",
-        "starting": "an earlier start is in flight, or was when koji-mcp stopped; its outcome is unknown",
-    }.get(status, f"already invited (status {status})")
+def known(row: int, person: Respondent, earlier: LedgerEntry) -> BatchOutcome:
+    """The outcome for someone the ledger already has: skipped, or still unknown until settled.
+
+    An earlier start whose outcome is unknown is not started again, but it is not "done" either: it
+    counts as unknown (the batch exits 1) until someone checks Koji and settles it.
+    """
+    if earlier.status in UNSETTLED:
+        why = ("an earlier start's outcome is unknown" if earlier.status == "unknown" else
+               "an earlier start is in flight, or was when koji-mcp stopped; its outcome is unknown")
+        return BatchOutcome(row, "unknown", person.external_id, person.display_name, earlier.interview_id, None,
+                            f"{why}: check Koji, then settle it with `koji-mcp ledger resolve "
+                            f"{earlier.interview_id} --started INTERVIEW_ID` or `--not-started`")
+    return _skip(row, person, earlier.interview_id, f"already invited (status {earlier.status})")
 
 
 def _skip(row: int, person: Respondent, interview_id: str | None, why: str) -> BatchOutcome:
@@ -110,8 +116,10 @@ async def run_batch(
     """Start every planned respondent; outcomes come back in row order.
 
     Setting `stop` lets in-flight starts finish (and be recorded) but starts nothing new; the
-    rows not reached are simply absent from the result, and a rerun picks them up.
+    rows not reached are simply absent from the result, and a rerun picks them up. Raises
+    LedgerRowsLost, before anything is planned or sent, when the ledger lost rows.
     """
+    services.ledger.check_intact()  # an emptied ledger would make everyone look new (LedgerRowsLost)
     decisions = plan(services, owner, respondents, force=force)
     outcomes: dict[int, BatchOutcome] = {}
 
@@ -143,7 +151,7 @@ async def run_batch(
             request = StartRequest(respondent=person, mode=mode, locale=locale)
             result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force)
             if result.existing is not None:  # invited meanwhile (another batch on this ledger)
-                await report(_skip(row, person, result.existing.interview_id, skip_reason(result.existing.status)))
+                await report(known(row, person, result.existing))
                 continue
             error = result.error
             if error is not None and _stops_batch(error):

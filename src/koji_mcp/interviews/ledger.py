@@ -16,9 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import sqlite3
+import stat
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,12 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from koji_mcp.config import MEMORY_STATE_DIR
+from koji_mcp.config import MEMORY_STATE_DIR, ConfigError
 from koji_mcp.text import clean_koji_text
 
 logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.sqlite3"
+MARKER_FILE = "ledger.starts"  # beside the database: how many starts it has ever recorded (see check_intact)
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite creates beside the database
+OPEN_BUSY_WAIT = 15.0  # seconds an opener keeps retrying while other processes hold the new database's lock
 LOCAL_OWNER = "local"
 _WORDS = re.compile(r"[^\W_]+")  # letters and digits: what the FTS5 tokenizer keeps
 
@@ -118,6 +125,13 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX oauth_tokens_by_grant ON oauth_tokens (grant_id);
     """,
+    # an 'unknown' or 'starting' start settled by hand (`koji-mcp ledger resolve`): by whom, when,
+    # and the placeholder id the row had before
+    """
+    ALTER TABLE interviews ADD COLUMN resolved_by TEXT;
+    ALTER TABLE interviews ADD COLUMN resolved_at TEXT;
+    ALTER TABLE interviews ADD COLUMN resolved_from TEXT;
+    """,
 ]
 
 SEARCH_LIMIT = 20
@@ -125,9 +139,26 @@ MAX_SEARCH_WORDS = 16
 # FTS5 column weights for bm25, in the table's column order: who it is counts most, then what it was about.
 SEARCH_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 1.0)
 
-STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting")
+STATUSES = ("active", "ended", "completed", "expired", "unknown", "starting", "not_started")
 # "starting": written before the start request is sent, so a crash mid-request leaves a trace
-# (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back.
+# (it reads as "outcome unknown"); "unknown": the request may have reached Koji, no id came back;
+# "not_started": an unknown start that a person checked at Koji and settled as never started
+# (`koji-mcp ledger resolve … --not-started`): it no longer holds its external_id.
+UNSETTLED = ("unknown", "starting")
+
+
+class ResolveError(ValueError):
+    """`resolve` was asked for something it cannot do; the message is one line meant for a human."""
+
+
+class LedgerRowsLost(ConfigError):
+    """The ledger holds fewer starts than it once recorded (emptied, truncated or replaced): it can
+    no longer tell who was already invited, so nothing may be started against it. CLI: exit 2."""
+
+
+class UnsafeStateDir(ConfigError):
+    """The state directory or a ledger file is not safely ours (others could read the session
+    tokens or plant files); the message is one line saying how to fix it. The CLI exits 2."""
 
 
 class StorageError(Exception):
@@ -174,6 +205,9 @@ class LedgerEntry:
     note: str | None = None
     completed_at: str | None = None
     seq: int = 0
+    resolved_by: str | None = None  # set when an unknown start was settled by hand
+    resolved_at: str | None = None
+    resolved_from: str | None = None
 
     def public(self) -> dict[str, Any]:
         """Everything but the session token, for results and resources."""
@@ -199,16 +233,24 @@ class Ledger:
         self.path = path
         self.base_url = base_url
         self._lock = threading.Lock()
+        self._marker: Path | None = None
         if path != MEMORY_STATE_DIR:
             _prepare_file(Path(path))
+            self._marker = Path(path).with_name(MARKER_FILE)
+            _check_file(self._marker)
         with _storage("opened"):
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.row_factory = sqlite3.Row
-            if path != MEMORY_STATE_DIR:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=10000")
-            self._migrate()
+            if path != MEMORY_STATE_DIR:
+                # Switching a new database to WAL needs its exclusive lock, and SQLite answers "database is
+                # locked" at once (no busy wait) when another opener holds it: retry for a bounded time.
+                _retry_busy(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            _retry_busy(self._migrate)
+        if self._marker is not None and not os.path.lexists(self._marker):
+            with self._tx() as db:  # a ledger from before the marker existed: start counting now
+                self._note_starts(db)
 
     @classmethod
     def open(cls, state_dir: str, base_url: str) -> Ledger:
@@ -217,6 +259,7 @@ class Ledger:
             return cls(MEMORY_STATE_DIR, base_url)
         directory = Path(state_dir).expanduser()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_state_dir(directory)
         return cls(str(directory / LEDGER_FILE), base_url)
 
     def close(self) -> None:
@@ -256,6 +299,51 @@ class Ledger:
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
 
+    # -- the marker: a ledger that lost its rows must not look new ---------------------------------
+
+    def _note_starts(self, db: sqlite3.Connection) -> None:
+        """Inside a write transaction (so writers across processes take turns): raise the marker to
+        the number of recorded starts. Rows only ever leave 'starting' (release deletes only those),
+        so this count never goes down while the database is intact."""
+        if self._marker is None:
+            return
+        count = _recorded_starts(db)
+        if not os.path.lexists(self._marker) or count > self._marked():
+            fd, tmp = tempfile.mkstemp(prefix=f".{MARKER_FILE}.", dir=self._marker.parent)
+            with open(fd, "w", encoding="ascii") as handle:
+                handle.write(f"{count}\n")
+            os.replace(tmp, self._marker)  # replaces a planted link itself, never its target
+
+    def _marked(self) -> int:
+        assert self._marker is not None
+        try:
+            fd = os.open(self._marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise UnsafeStateDir(f"cannot read {self._marker} ({exc.strerror}): remove it if it is not a file of "
+                                 "yours") from None
+        with open(fd, encoding="ascii", errors="replace") as handle:
+            text = handle.read(64).strip()
+        if not text.isdigit():
+            raise LedgerRowsLost(f"{self._marker} should hold the number of starts this ledger has recorded, "
+                                 f"but holds {text[:20]!r}: restore it, or remove it if you know the ledger is whole")
+        return int(text)
+
+    def check_intact(self) -> None:
+        """Refuse a ledger with fewer recorded starts than its marker remembers (see LedgerRowsLost)."""
+        if self._marker is None:
+            return
+        marked = self._marked()
+        with self._read() as db:
+            count = _recorded_starts(db)
+        if count < marked:
+            raise LedgerRowsLost(
+                f"the ledger {self.path} holds {count} recorded start(s) but once held {marked} ({self._marker}): "
+                "it lost rows (emptied, truncated or replaced), so it cannot tell who was already invited and "
+                f"nothing will be started; restore it from a backup, or move both files aside to start afresh"
+            )
+
     # -- writes ---------------------------------------------------------------------------------
 
     def reserve(
@@ -279,7 +367,7 @@ class Ledger:
             if unless_known and external_id is not None:
                 row = db.execute(
                     """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
-                       ORDER BY seq DESC LIMIT 1""",
+                       AND status != 'not_started' ORDER BY seq DESC LIMIT 1""",
                     (self.base_url, owner, external_id),
                 ).fetchone()
                 if row is not None:
@@ -301,6 +389,7 @@ class Ledger:
                        status = 'active', updated_at = ? WHERE seq = ?""",
                 (interview_id, session_token, initial_message, now_iso(), seq),
             )
+            self._note_starts(db)
 
     def release(self, seq: int) -> None:
         """Koji surely did not start it (rejected, or never sent): forget the reservation."""
@@ -315,6 +404,7 @@ class Ledger:
                 "UPDATE interviews SET interview_id = ?, status = 'unknown', note = ?, updated_at = ? WHERE seq = ?",
                 (placeholder, note, now_iso(), seq),
             )
+            self._note_starts(db)
         return placeholder
 
     def update_status(
@@ -336,6 +426,56 @@ class Ledger:
                        WHERE base_url = ? AND owner = ? AND interview_id = ? AND status != 'completed'""",
                     (status, stamp, self.base_url, owner, interview_id),
                 )
+
+    def resolve(self, key: str, *, started_id: str | None, by: str) -> tuple[LedgerEntry, LedgerEntry]:
+        """Settle an 'unknown' or 'starting' row by hand; returns (before, after).
+
+        `key` is the row's interview id (its `unknown-…`/`pending-…` placeholder) or its row number.
+        With `started_id` the row becomes that interview, without a session token (Koji gives it only
+        to the caller that started it); without, it becomes 'not_started' and frees its external_id.
+        """
+        with self._tx() as db:
+            if key.isdigit():
+                rows = db.execute("SELECT * FROM interviews WHERE seq = ?", (int(key),)).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM interviews WHERE interview_id = ? OR resolved_from = ? ORDER BY seq", (key, key)
+                ).fetchall()
+            if not rows:
+                raise ResolveError(f"no row {key!r} in the ledger at {self.path}: give the unknown-… or pending-… id "
+                                   "(or the row number) that batch and list_interviews show")
+            if len(rows) > 1:
+                raise ResolveError(f"{key!r} matches {len(rows)} rows (started on different base URLs): give the "
+                                   f"row number instead ({', '.join(str(r['seq']) for r in rows)})")
+            before = _entry(rows[0])
+            if before.status not in UNSETTLED:
+                done = (f" by {before.resolved_by} at {before.resolved_at}" if before.resolved_by else "")
+                raise ResolveError(f"row {before.seq} ({before.interview_id}) is '{before.status}'{done}; only "
+                                   "rows whose outcome is unknown ('unknown' or 'starting') can be resolved")
+            stamp = now_iso()
+            if started_id is None:
+                db.execute(
+                    """UPDATE interviews SET status = 'not_started', resolved_by = ?, resolved_at = ?,
+                           resolved_from = interview_id, updated_at = ? WHERE seq = ?""",
+                    (by, stamp, stamp, before.seq),
+                )
+            else:
+                taken = db.execute(
+                    "SELECT seq FROM interviews WHERE base_url = ? AND interview_id = ?",
+                    (rows[0]["base_url"], started_id),
+                ).fetchone()
+                if taken is not None:
+                    raise ResolveError(f"interview {started_id} is already in the ledger (row {taken['seq']}); "
+                                       "each interview can settle only one unknown start")
+                db.execute(
+                    """UPDATE interviews SET interview_id = ?, status = 'active', session_token = NULL,
+                           resolved_by = ?, resolved_at = ?, resolved_from = interview_id, updated_at = ?
+                       WHERE seq = ?""",
+                    (started_id, by, stamp, stamp, before.seq),
+                )
+            self._note_starts(db)
+            after = _entry(db.execute("SELECT * FROM interviews WHERE seq = ?", (before.seq,)).fetchone())
+        return before, after
 
     def touch(self, interview_id: str, owner: str) -> None:
         """Record activity (a relayed message) without changing the status."""
@@ -375,8 +515,8 @@ class Ledger:
         match = fts_match(query)
         if match is None:
             return []
-        with self._lock:
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"""SELECT i.* FROM interview_text JOIN interviews i ON i.seq = interview_text.rowid
                     WHERE interview_text MATCH ? AND i.base_url = ? AND i.owner = ?
                       AND i.status NOT IN ('starting', 'unknown')
@@ -396,10 +536,11 @@ class Ledger:
         return _entry(row) if row else None
 
     def find_by_external_id(self, external_id: str, owner: str = LOCAL_OWNER) -> list[LedgerEntry]:
+        """The interviews that hold this external_id, newest first (settled 'not_started' rows do not)."""
         with self._read() as db:
             rows = db.execute(
                 """SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND external_id = ?
-                   ORDER BY seq DESC""",
+                   AND status != 'not_started' ORDER BY seq DESC""",
                 (self.base_url, owner, external_id),
             ).fetchall()
         return [_entry(row) for row in rows]
@@ -476,12 +617,87 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
+def _recorded_starts(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM interviews WHERE status != 'starting'").fetchone()[0])
+
+
+def _retry_busy(action: Callable[[], object], wait: float = OPEN_BUSY_WAIT) -> None:
+    """Run `action`, retrying with jittered backoff while SQLite reports the database busy or locked."""
+    deadline = time.monotonic() + wait
+    pause = 0.01
+    while True:
+        try:
+            action()
+            return
+        except (sqlite3.OperationalError, StorageError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+            code = getattr(cause, "sqlite_errorcode", 0) & 0xFF
+            if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause + random.uniform(0, pause))
+        pause = min(pause * 2, 0.2)
+
+
+def check_state_dir(directory: Path) -> None:
+    """Refuse a state dir someone else owns or can write: they could plant or swap the ledger's files."""
+    if os.name == "nt":  # ownership and mode bits mean something else there; the ACLs of the user profile apply
+        return
+    info = directory.stat()
+    if info.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            f"state dir {directory} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}): others "
+            f"could read the session tokens in it; use a directory of your own (KOJI_MCP_STATE_DIR or --state-dir)"
+        )
+    if info.st_mode & 0o022:
+        raise UnsafeStateDir(
+            f"state dir {directory} is writable by others (mode {stat.S_IMODE(info.st_mode):o}): they could "
+            f"plant files the ledger would use; run `chmod 700 {directory}`"
+        )
+
+
+def _check_file(path: Path) -> None:
+    """A ledger file must be a plain file of ours; never follow a symlink to somewhere else."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeStateDir(
+            f"{path} is a symbolic link; koji-mcp does not follow links for its ledger: remove it "
+            f"(`rm {path}`) or use another state dir"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeStateDir(f"{path} is not a regular file: move it aside (`mv {path} {path}.bak`)")
+    if os.name != "nt" and info.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            f"{path} belongs to {_user(info.st_uid)}, not to you ({_user(os.geteuid())}): it could receive the "
+            f"session tokens; remove it (`rm {path}`) if you do not know why it is there"
+        )
+
+
 def _prepare_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does (SQLite would honour the umask)."""
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+    """Create the database file 0600 before SQLite does (SQLite would honour the umask).
+
+    O_EXCL | O_NOFOLLOW: a symlink planted at the path is never followed (nor its target created);
+    the checks then refuse it, and any side file (-wal, -shm, -journal) that is not ours.
+    """
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        os.close(os.open(path, flags, 0o600))
+    except FileExistsError:
+        pass
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SIDE_FILES)):
+        _check_file(candidate)
     os.chmod(path, 0o600)
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
 
 
 def _entry(row: sqlite3.Row) -> LedgerEntry:
@@ -502,4 +718,7 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         note=row["note"],
         completed_at=row["completed_at"],
         seq=row["seq"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+        resolved_from=row["resolved_from"],
     )

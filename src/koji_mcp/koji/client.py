@@ -294,8 +294,10 @@ class KojiClient:
             started = time.perf_counter()
             try:
                 # Once a POST is on the wire, see it through: a cancelled caller must still learn
-                # (and record) what Koji did. Waiting before sending stays cancellable.
-                with anyio.CancelScope(shield=not repeatable):
+                # (and record) what Koji did. Waiting before sending stays cancellable. The deadline
+                # sits inside the shield: it bounds the whole exchange (connect, send, every byte of
+                # the body), which httpx's per-read timeouts do not.
+                with anyio.CancelScope(shield=not repeatable), anyio.fail_after(self._settings.timeout):
                     response = await self._send(method, path, json, send_headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if connect_tries < CONNECT_RETRIES:
@@ -306,7 +308,7 @@ class KojiClient:
                     f"could not connect to Koji at {self.base_url} ({type(exc).__name__}); "
                     "the request was not sent"
                 ) from None
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 raise KojiTimeout(
                     f"Koji did not answer within {self._settings.timeout:g} s after the request was sent"
                 ) from None

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from koji_mcp.koji.models import Locale, Mode, Respondent
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
-from koji_mcp.server.tools.results import ok
+from koji_mcp.server.tools.results import fail, ok
 
 MAX_BATCH = 500
 TEXT_ROWS = 40
@@ -47,6 +47,7 @@ async def start_interviews(
         run_batch,
         summarize,
     )
+    from koji_mcp.interviews.ledger import LedgerRowsLost
 
     services = services_of(ctx)
     total = len(respondents)
@@ -58,10 +59,14 @@ async def start_interviews(
         who = outcome.external_id or outcome.display_name or f"row {outcome.row}"
         await ctx.report_progress(done, total, f"{who}: {outcome.outcome}")
 
-    outcomes = await run_batch(
-        services, current_owner(), respondents, mode=mode, locale=locale, dry_run=dry_run, force=force,
-        on_outcome=progress,
-    )
+    try:
+        outcomes = await run_batch(
+            services, current_owner(), respondents, mode=mode, locale=locale, dry_run=dry_run, force=force,
+            on_outcome=progress,
+        )
+    except LedgerRowsLost as exc:
+        return fail(f"Nothing was sent to Koji: {exc}. Tell the user: no batch can start until the ledger "
+                    "is restored (or deliberately set aside).")
     counts = summarize(outcomes, total)
     lines = [("Dry run, nothing sent. " if dry_run else "")
              + f"{total} respondent(s): {describe_counts(counts)}."]
@@ -69,8 +74,9 @@ async def start_interviews(
     if len(outcomes) > TEXT_ROWS:
         lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
     if counts["unknown"]:
-        lines.append("Unknown outcomes may have started (and spent credits): check Koji's dashboard or "
-                     "list_interviews(status='unknown') before retrying them with force=true.")
+        lines.append("Unknown outcomes may have started (and spent credits); calling again never restarts them. "
+                     "Check Koji's dashboard (or list_interviews(status='unknown')); the user can then settle each "
+                     "with `koji-mcp ledger resolve ID --started INTERVIEW_ID` or `--not-started`.")
     if counts["not_reached"]:
         lines.append(f"{counts['not_reached']} respondent(s) were not reached: the batch stopped on an error that "
                      "would fail them too. Fix it, then call again: started ones are skipped.")

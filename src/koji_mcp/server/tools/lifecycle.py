@@ -16,7 +16,7 @@ from koji_mcp.koji.models import CompletionReason, FlatMetadata, InterviewId
 from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
-from koji_mcp.text import fence
+from koji_mcp.text import clean_koji_text, fence
 from koji_mcp.server.tools.results import fail, ok
 
 MAX_MESSAGE_CHARS = 5_000
@@ -47,6 +47,13 @@ def lookup(services: Services, interview_id: str, tool: str) -> LedgerEntry | Ca
             f"Unknown interview_id {interview_id!r}: this server did not start it, so it holds no session "
             f"token for it. {tool} only works on interviews started here; see list_interviews. "
             "(get_interview can still read any interview of the project.)"
+        )
+    if entry.resolved_by and not entry.session_token:
+        return fail(
+            f"Interview {interview_id!r} was recorded by hand after a start with an unknown outcome "
+            f"(koji-mcp ledger resolve, by {clean_koji_text(entry.resolved_by, 60)} at {entry.resolved_at}). "
+            f"Koji gives an interview's session token only to the call that started it, so {tool} is not "
+            "possible for it; get_interview can still read it."
         )
     if entry.status == "unknown" or not entry.session_token:
         return fail(
