@@ -19,7 +19,7 @@ from koji_mcp.koji.errors import KojiAPIError, KojiError
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
-from koji_mcp.text import clean_koji_text
+from koji_mcp.text import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ class BatchOutcome:
 
     def line(self) -> str:
         """One human line, shared by the tool's text and the CLI's plain output."""
-        who = clean_koji_text(self.external_id or self.display_name or "(anonymous)", 120)
+        who = one_line(self.external_id or self.display_name or "(anonymous)", 120)
         parts = [f"row {self.row} {who}: {self.outcome}", self.interview_id or ""]
         if self.message:
             code = f"{self.error_code}: " if self.error_code else ""
-            parts.append(f"({code}{clean_koji_text(self.message, 300)})")
+            parts.append(f"({one_line(code + self.message, 300)})")
         return " ".join(p for p in parts if p)
 
 

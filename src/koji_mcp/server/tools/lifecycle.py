@@ -15,7 +15,7 @@ from koji_mcp.koji.errors import KojiAPIError, KojiError
 from koji_mcp.interviews.ledger import LedgerEntry
 from koji_mcp.koji.models import CompletionReason, FlatMetadata, InterviewId
 from koji_mcp.interviews.services import Services, current_owner
-from koji_mcp.text import fence
+from koji_mcp.text import fence, one_line
 from koji_mcp.server.tools.results import error_result, fail, ok
 
 MAX_MESSAGE_CHARS = 5_000
@@ -106,7 +106,7 @@ async def send_interview_message(
             services.ledger.update_status(interview_id, entry.owner, "ended")
         return error_result(exc, "send_interview_message")
 
-    status = reply.interview_status or ACTIVE
+    status = one_line(reply.interview_status or ACTIVE, 40)
     ended = status != ACTIVE
     if ended:
         services.ledger.update_status(interview_id, entry.owner, "ended")
@@ -167,7 +167,7 @@ async def complete_interview(
 def completion_fields(body: dict, default_reason: str) -> dict[str, str | None]:
     """What we keep of Koji's (undocumented) completion body, as strings whatever Koji sent."""
     def text(value: object) -> str | None:
-        return None if value is None else str(value)
+        return None if value is None else one_line(value, 100)
 
     return {
         "completion_reason": text(body.get("completion_reason")) or default_reason,

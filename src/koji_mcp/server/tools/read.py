@@ -13,7 +13,7 @@ from koji_mcp.koji.errors import KojiError
 from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES
 from koji_mcp.koji.models import InterviewId
 from koji_mcp.interviews.services import Services, current_owner
-from koji_mcp.text import clean_koji_text
+from koji_mcp.text import clean_koji_text, one_line
 from koji_mcp.server.tools.lifecycle import completion_fields
 from koji_mcp.server.tools.results import error_result, fail, ok
 from koji_mcp.interviews.views import interview_view, render_interview
@@ -71,9 +71,11 @@ async def get_interview(
         return fail("Koji rejected get_interview (HTTP 404 not_found): The specified interview does not exist.\n"
                     "Koji does not know this interview; check the interview_id with list_interviews.")
     deadline = anyio.current_time() + services.settings.analysis_poll_seconds
+    entry = services.ledger.get(interview_id, owner)
     while True:
         try:
-            raw = await services.koji.get_interview(interview_id)
+            raw = await services.koji.get_interview(interview_id,
+                                                    session_token=entry.session_token if entry else None)
         except KojiError as exc:
             return error_result(exc, "get_interview")
         view = interview_view(raw, include_transcript=include_transcript, offset=transcript_offset,
@@ -133,7 +135,7 @@ async def list_interviews(
     else:
         lines = [
             f"- {i['interview_id']} [{i['status']}] "
-            + clean_koji_text(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
+            + one_line(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
             + f" started {i['created_at']}"
             for i in items
         ]
