@@ -29,6 +29,7 @@ from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
 from koji_mcp.koji.models import LOCALE_PATTERN
+from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.cli.participants import ParticipantsError, read_participants
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
@@ -109,7 +110,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
-    outcomes = anyio.run(_run, settings, args, respondents, progress)
+    try:
+        outcomes = anyio.run(_run, settings, args, respondents, progress)
+    except Exception as exc:  # noqa: BLE001 - only ledger failures are explained; the rest re-raise
+        failure = ledger_failure(exc, settings.state_dir)
+        if failure is None:
+            raise
+        print(f"koji-mcp batch: {failure[0]}", file=sys.stderr)
+        return failure[1]
     progress.finish()
     try:
         write_results(out, outcomes, len(respondents), respondents)

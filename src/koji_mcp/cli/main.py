@@ -10,11 +10,30 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from koji_mcp import __version__
 from koji_mcp.config import EXIT_USAGE
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    """argparse type for --port: an integer from 1 to 65535 (argparse turns the error into exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 65535 (got {text!r})") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535 (got {port})")
+    return port
 
 
 def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool = True) -> None:
@@ -40,7 +59,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "(endpoint /mcp) or sse (endpoint /sse)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="port for HTTP transports (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port for HTTP transports, 1-65535 (default 8000)")
     _koji_args(p, sandbox_help="start a local Koji sandbox in-process and use it instead of koji.so "
                "(no account or API key needed)", state_dir=False)
     p.add_argument("--timeout", type=float, help="seconds to wait for Koji's answer (env KOJI_TIMEOUT; default 30)")
@@ -77,7 +96,7 @@ def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
         "and demo API key; point koji-mcp at it with KOJI_BASE_URL and KOJI_API_KEY.",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8787, help="port to bind (default 8787)")
+    p.add_argument("--port", type=port_number, default=8787, help="port to bind, 1-65535 (default 8787)")
     p.add_argument("--brief", metavar="FILE", help="research brief JSON to use instead of the built-in one")
     p.add_argument("--rate-limit", type=int, default=60, help="requests per minute per API key (default 60)")
     p.add_argument("--analysis-delay", type=float, default=1.0,
@@ -146,7 +165,7 @@ def _config_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `only` one subcommand's (startup builds just what it parses)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="koji-mcp",
         description="MCP server for Koji (koji.so) AI-led user-research interviews. With no subcommand, "
         "serves MCP over stdio (what Claude Desktop, Cursor and VS Code launch).",

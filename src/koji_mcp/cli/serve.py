@@ -12,6 +12,7 @@ import anyio
 from koji_mcp.server.auth import AuthConfigError, is_loopback, parse_tokens
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
 from koji_mcp.logs import setup_logging
+from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
 logger = logging.getLogger("koji_mcp")
@@ -42,11 +43,29 @@ def run_serve(args: argparse.Namespace) -> int:
     args.tokens = tokens
     if settings.key_warning and not settings.sandbox:
         logger.warning(settings.key_warning)
+    if args.transport != "stdio":
+        from koji_mcp.server.app import PortUnavailable, bind_listener
+
+        try:  # before anything is logged or opened: a taken port is said at once, and nothing claims it
+            args.listener = bind_listener(args.host, args.port)
+        except PortUnavailable as exc:
+            print(f"koji-mcp: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         anyio.run(_serve, settings, args)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - ledger failures are explained, OS errors summed up, the rest re-raise
+        failure = ledger_failure(exc, settings.state_dir)
+        if failure is not None:
+            print(f"koji-mcp: {failure[0]}", file=sys.stderr)
+            return failure[1]
+        if isinstance(exc, OSError | sqlite3.Error):
+            print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        listener = getattr(args, "listener", None)
+        if listener is not None:
+            listener.close()
     return 0
 
 
@@ -84,4 +103,5 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=args.port,
             allowed_hosts=args.allowed_host,
             allowed_origins=args.allowed_origin,
+            listener=getattr(args, "listener", None),
         )
