@@ -6,6 +6,7 @@ fast at startup with one clear line instead of surfacing later inside a tool cal
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from koji_mcp.logs import mask_userinfo
+
 DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
@@ -28,6 +31,16 @@ EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand u
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message is one line meant for a human."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_state_dir(env: Mapping[str, str]) -> str:
@@ -54,6 +67,7 @@ class Settings(BaseModel):
     max_response_bytes: int = Field(1_000_000, ge=1024)
     analysis_poll_seconds: float = Field(3.0, ge=0, le=10)
     rate_limit_window: float = Field(60.0, gt=0, le=3600)  # Koji: a 1-minute sliding window
+    allow_insecure_upstream: bool = False  # plain http:// to a non-loopback Koji (the key travels in clear)
 
     @field_validator("base_url")
     @classmethod
@@ -91,6 +105,9 @@ class Settings(BaseModel):
         values["state_dir"] = env.get("KOJI_MCP_STATE_DIR") or default_state_dir(env)
         if env.get("KOJI_MCP_READ_ONLY"):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
+        if env.get("KOJI_MCP_ALLOW_INSECURE_UPSTREAM"):
+            values["allow_insecure_upstream"] = _flag(env["KOJI_MCP_ALLOW_INSECURE_UPSTREAM"],
+                                                      "KOJI_MCP_ALLOW_INSECURE_UPSTREAM")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
         for name, value in flags.items():
@@ -107,6 +124,21 @@ class Settings(BaseModel):
             raise ConfigError(
                 "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
                 "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
+            )
+
+
+    def require_secure_upstream(self) -> None:
+        """Refuse to send the API key over plain http to anything but this machine, unless allowed."""
+        if self.sandbox or self.allow_insecure_upstream:
+            return
+        scheme, _, rest = self.base_url.partition("://")
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if scheme.lower() == "http" and not is_loopback(host):
+            raise ConfigError(
+                f"KOJI_BASE_URL {mask_userinfo(self.base_url)} is plain http to another machine: the API key "
+                "would travel unencrypted. Use https://, or pass --allow-insecure-upstream "
+                "(env KOJI_MCP_ALLOW_INSECURE_UPSTREAM=1) if you really mean it"
             )
 
 

@@ -22,6 +22,7 @@ from koji_mcp.interviews.batches import (
     OUTCOME_KINDS,
     BatchOutcome,
     describe_counts,
+    missing_external_ids_warning,
     run_batch,
     summarize,
 )
@@ -83,8 +84,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
-                                 sandbox=True if args.sandbox else None)
+                                 sandbox=True if args.sandbox else None,
+                                 allow_insecure_upstream=True if args.allow_insecure_upstream else None)
         settings.require_api_key()
+        settings.require_secure_upstream()
         participants = read_participants(args.file)
     except (ConfigError, ParticipantsError) as exc:
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
@@ -98,8 +101,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     respondents = participants.respondents
     if participants.missing_external_ids:
-        print(f"warning: {participants.missing_external_ids} row(s) have no external_id; they cannot be "
-              "deduplicated, so a rerun would invite them again", file=sys.stderr)
+        print(f"warning: {missing_external_ids_warning(participants.missing_external_ids)}", file=sys.stderr)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
     try:  # find out now, not after spending credits, that the results cannot be written
         probe = out.with_name(out.name + ".tmp")

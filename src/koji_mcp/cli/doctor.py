@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import ipaddress
 import math
 import os
 import re
@@ -28,7 +27,8 @@ from typing import Literal
 import httpx
 
 from koji_mcp import USER_AGENT
-from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings
+from koji_mcp.config import KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings, is_loopback
+from koji_mcp.logs import mask_userinfo
 from koji_mcp.koji.ratelimit import RateLimitTracker
 
 TIMEOUT = 5.0
@@ -90,7 +90,7 @@ def check_reachable(base_url: str) -> Check:
         return Check("fail", f"no answer from {host}:{port} within {TIMEOUT:g} s: a firewall or proxy may block it")
     except OSError as exc:
         return Check("fail", f"cannot connect to {host}:{port}: {exc.strerror or exc}")
-    if url.scheme == "http" and not _is_local(host):
+    if url.scheme == "http" and not is_loopback(host):
         return Check("warn", f"base URL {base_url} is reachable but plain http: the API key travels unencrypted; "
                              "use https://")
     return Check("ok", f"base URL {base_url} is reachable")
@@ -210,6 +210,7 @@ def run_doctor_command(args: argparse.Namespace) -> int:
     for check in run_checks(args):
         failed += check.status == "fail"
         line = f"{marks[check.status]} {check.text}"
+        line = mask_userinfo(line)  # a password in the base URL (https://user:pw@host)
         if len(secret) >= 8:  # belt and braces: whatever the shape, the key itself never gets out
             line = line.replace(secret, mask(secret))
         print(line if utf8 else line.replace("…", "..."), flush=True)
@@ -250,15 +251,6 @@ def _proxy_for(url: httpx.URL) -> str | None:
     if not proxy or urllib.request.proxy_bypass(url.host):
         return None
     return str(httpx.URL(proxy).copy_with(username=None, password=None))
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _utf8(stream: object) -> bool:

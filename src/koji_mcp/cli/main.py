@@ -44,6 +44,12 @@ def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool
         p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; ':memory:' keeps nothing)")
 
 
+def _insecure_upstream_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-insecure-upstream", action="store_true",
+                   help="allow a plain http:// KOJI_BASE_URL on another machine (the API key then travels "
+                   "unencrypted; env KOJI_MCP_ALLOW_INSECURE_UPSTREAM)")
+
+
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
@@ -62,6 +68,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port_number, default=8000, help="port for HTTP transports, 1-65535 (default 8000)")
     _koji_args(p, sandbox_help="start a local Koji sandbox in-process and use it instead of koji.so "
                "(no account or API key needed)", state_dir=False)
+    _insecure_upstream_arg(p)
     p.add_argument("--timeout", type=float, help="seconds to wait for Koji's answer (env KOJI_TIMEOUT; default 30)")
     p.add_argument("--state-dir",
                    help="where the interview ledger lives (env KOJI_MCP_STATE_DIR; default "
@@ -95,7 +102,9 @@ def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a local, deterministic emulator of Koji's interview API. It prints its base URL "
         "and demo API key; point koji-mcp at it with KOJI_BASE_URL and KOJI_API_KEY.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="loopback interface to bind (default 127.0.0.1; the sandbox's /_sandbox/ control "
+                   "endpoints show session tokens, so other machines are refused)")
     p.add_argument("--port", type=port_number, default=8787, help="port to bind, 1-65535 (default 8787)")
     p.add_argument("--brief", metavar="FILE", help="research brief JSON to use instead of the built-in one")
     p.add_argument("--rate-limit", type=int, default=60, help="requests per minute per API key (default 60)")
@@ -134,6 +143,7 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="also start participants whose external_id is already in the ledger")
     p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
+    _insecure_upstream_arg(p)
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="stderr log level (default WARNING)")
 

@@ -9,8 +9,8 @@ import sys
 
 import anyio
 
-from koji_mcp.server.auth import AuthConfigError, is_loopback, parse_tokens
-from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
+from koji_mcp.server.auth import AuthConfigError, parse_tokens
+from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
 from koji_mcp.logs import setup_logging
 from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
@@ -26,6 +26,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sandbox=True if args.sandbox else None,
         read_only=args.read_only,
         tools=args.tools,
+        allow_insecure_upstream=True if args.allow_insecure_upstream else None,
     )
 
 
@@ -34,6 +35,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         settings.require_api_key()
+        settings.require_secure_upstream()
         check_tool_names(settings.tools)
         tokens = parse_tokens(args.auth_token)
         check_exposure(args, tokens)

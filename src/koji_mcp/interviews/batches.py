@@ -51,6 +51,12 @@ class BatchOutcome:
         return " ".join(p for p in parts if p)
 
 
+def missing_external_ids_warning(count: int) -> str:
+    """Said by the tool and the CLI alike when respondents come without an external_id."""
+    return (f"{count} respondent(s) have no external_id: they cannot be deduplicated, so running this batch "
+            "again would invite (and charge for) them again")
+
+
 OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]
 
 

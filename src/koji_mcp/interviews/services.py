@@ -54,11 +54,18 @@ async def open_services(
         yield Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
 
 
+def authenticated_token() -> Any:
+    """The SDK's access token for the current request, or None (stdio, no auth).
+
+    An SDK internal (mcp 2.3 has no public accessor): an ImportError here means the SDK moved it, and
+    must fail loudly rather than make every caller "local" (tests/test_sdk_internals.py checks it).
+    """
+    from mcp.server.auth.middleware.auth_context import get_access_token
+
+    return get_access_token()
+
+
 def current_owner() -> str:
     """Who is calling: the authenticated HTTP client's id, or "local" (stdio, no auth)."""
-    try:
-        from mcp.server.auth.middleware.auth_context import get_access_token
-    except ImportError:  # pragma: no cover - SDK layout change
-        return LOCAL_OWNER
-    token = get_access_token()
+    token = authenticated_token()
     return token.client_id if token is not None and token.client_id else LOCAL_OWNER

@@ -204,7 +204,9 @@ async def run_transport(
 ) -> None:
     """Serve `transport`; HTTP on `listener` when given (already bound by `bind_listener`)."""
     if transport == "stdio":
-        await server.run_stdio_async()
+        from koji_mcp.server.sdk_internals import serve_stdio
+
+        await serve_stdio(server)
         return
     import uvicorn
 

@@ -9,7 +9,6 @@ upstream: Koji only ever sees the server's own API key.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -88,11 +87,3 @@ def auth_settings(public_url: str, mcp_path: str) -> AuthSettings:
         validate_token_resource=False,
     )
 
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

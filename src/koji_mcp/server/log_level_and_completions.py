@@ -34,6 +34,7 @@ from mcp.types import (
 )
 
 from koji_mcp.interviews.services import current_owner
+from koji_mcp.server.sdk_internals import lowlevel_server
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ PYTHON_LEVELS: dict[str, int] = {
 
 def register_protocol_extras(server: MCPServer) -> None:
     """Register `logging/setLevel` and `completion/complete` on `server`."""
-    lowlevel = server._lowlevel_server  # no public API for logging/setLevel (mcp 2.3)
+    lowlevel = lowlevel_server(server)  # no public API for logging/setLevel (mcp 2.3)
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
     lowlevel.add_request_handler("completion/complete", CompleteRequestParams, complete)
 
