@@ -57,6 +57,7 @@ _ANGLES = {
     "\u27e8": "<", "\u2329": "<", "\u3008": "<", "\u02c2": "<", "\u1438": "<", "\u226a": "<<",
     "\u22d8": "<<<", "\u2aa1": "<<",
 }
+_ANGLE_TABLE = str.maketrans(_ANGLES)
 _ANGLE_CLASS = "[" + "".join(re.escape(c) for c in _ANGLES) + "]"
 _ANGLE_RUN = re.compile(rf"{_ANGLE_CLASS}(?:\s*{_ANGLE_CLASS})*")
 _MARKER_IN_NORMALISED = re.compile(r"<<<|>>>|koji.*(?:<<|>>)|(?:<<|>>).*koji")
@@ -67,7 +68,8 @@ def strip_invisible(text: str) -> str:
     text = _LINE_BREAKS.sub("\n", text)
     if text.isascii():
         return _ASCII_CONTROL.sub("", text)
-    return "".join(ch for ch in text if not _invisible(ch))
+    drop = [ch for ch in set(text) if _invisible(ch)]  # a text has few distinct characters
+    return re.sub("[" + "".join(map(re.escape, drop)) + "]", "", text) if drop else text
 
 
 def clean_koji_text(text: str, limit: int = MAX_KOJI_TEXT) -> str:
@@ -80,8 +82,7 @@ def clean_koji_text(text: str, limit: int = MAX_KOJI_TEXT) -> str:
 
 def _normalised(line: str) -> str:
     folded = unicodedata.normalize("NFKC", line).casefold()
-    mapped = "".join(_ANGLES.get(c, c) for c in folded)
-    return re.sub(r"\s+", "", mapped)
+    return re.sub(r"\s+", "", folded.translate(_ANGLE_TABLE))
 
 
 def _angle_weight(run: str) -> int:
