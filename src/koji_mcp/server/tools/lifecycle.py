@@ -177,7 +177,7 @@ def completion_fields(body: dict, default_reason: str) -> dict[str, str | None]:
 
 
 def _completed_result(interview_id: str, completion: dict) -> CallToolResult:
-    result = CompletedInterview(interview_id=interview_id, **completion)
+    result = CompletedInterview(interview_id=interview_id, **completion_fields(completion, "manual"))  # (re)cleaned
     return ok(
         f"Interview {interview_id} is completed (reason '{result.completion_reason}'). Koji is analysing it: "
         f"call get_interview(interview_id=\"{interview_id}\") for the summary, themes and structured answers "
