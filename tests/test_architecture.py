@@ -189,6 +189,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "koji_mcp.server.scopes": ("test_auth.py", "e2e/test_oauth_external.py"),
     "koji_mcp.server.jwt_auth": ("e2e/test_oauth_external.py",),
     "koji_mcp.cli.ledger": ("e2e/test_ledger_resolve.py",),
+    "koji_mcp.cli.failures": ("e2e/test_cli_failures.py",),
     "koji_mcp.server.oauth": ("e2e/test_oauth_builtin.py", "browser/test_consent_chromium.py"),
     "koji_mcp.server.oauth_store": ("e2e/test_oauth_builtin.py",),
     "koji_mcp.server.sdk": ("test_log_level_and_completions.py",),

@@ -200,5 +200,5 @@ def test_the_one_private_sdk_attribute_is_still_where_we_reach_it(settings: Sett
     assert lowlevel is server._lowlevel_server
     assert lowlevel.get_request_handler("logging/setLevel") is not None
     assert lowlevel.get_request_handler("completion/complete") is not None
-    with pytest.raises(RuntimeError, match="no longer keeps its low-level server in MCPServer._lowlevel_server"):
+    with pytest.raises(RuntimeError, match="MCPServer._lowlevel_server is no longer"):
         lowlevel_server(object())  # type: ignore[arg-type]

@@ -20,4 +20,4 @@ def test_fence_delimits_and_defuses_a_fake_end_marker() -> None:
     assert lines[0] == BEGIN.format(label="INTERVIEWER")
     assert lines[-1] == END.format(label="INTERVIEWER")
     assert fenced.count(END.format(label="INTERVIEWER")) == 1
-    assert "KOJI INTERVIEWER> > >" in fenced
+    assert "KOJI INTERVIEWER[fence marker removed]" in fenced

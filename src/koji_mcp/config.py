@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from koji_mcp.logs import mask_userinfo
+
 DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
@@ -32,6 +34,16 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message is one line meant for a human."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine only."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_state_dir(env: Mapping[str, str]) -> str:
@@ -69,6 +81,7 @@ class Settings(BaseModel):
     oauth_owner_claim: str = Field("sub", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")
     # HTTP transports: "builtin" makes this server its own OAuth authorization server (server/oauth.py)
     oauth: Literal["off", "builtin"] = "off"
+    allow_insecure_upstream: bool = False  # plain http:// to a non-loopback Koji (the key travels in clear)
 
     @field_validator("base_url")
     @classmethod
@@ -132,6 +145,9 @@ class Settings(BaseModel):
         values["state_dir"] = env.get("KOJI_MCP_STATE_DIR") or default_state_dir(env)
         if env.get("KOJI_MCP_READ_ONLY"):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
+        if env.get("KOJI_MCP_ALLOW_INSECURE_UPSTREAM"):
+            values["allow_insecure_upstream"] = _flag(env["KOJI_MCP_ALLOW_INSECURE_UPSTREAM"],
+                                                      "KOJI_MCP_ALLOW_INSECURE_UPSTREAM")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
         if env.get("KOJI_MCP_LOG_LEVEL"):
@@ -166,15 +182,19 @@ class Settings(BaseModel):
                 "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
             )
 
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address, IPv6 possibly in brackets) is this machine only."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    def require_secure_upstream(self) -> None:
+        """Refuse to send the API key over plain http to anything but this machine, unless allowed."""
+        if self.sandbox or self.allow_insecure_upstream:
+            return
+        scheme, _, rest = self.base_url.partition("://")
+        host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+        host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if scheme.lower() == "http" and not is_loopback(host):
+            raise ConfigError(
+                f"KOJI_BASE_URL {mask_userinfo(self.base_url)} is plain http to another machine: the API key "
+                "would travel unencrypted. Use https://, or pass --allow-insecure-upstream "
+                "(env KOJI_MCP_ALLOW_INSECURE_UPSTREAM=1) if you really mean it"
+            )
 
 
 def _number(raw: str, name: str) -> float:

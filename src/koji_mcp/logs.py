@@ -16,12 +16,18 @@ _SECRETS = [
     re.compile(r"(?i)\b(bearer\s+)(\S{0,4})\S*"),
     re.compile(r"(?i)\b(x-session-token[\"']?\s*[:=]\s*[\"']?)(\S{0,4})[^\s\"',}]*"),
 ]
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@]+@")
+
+
+def mask_userinfo(text: str) -> str:
+    """A user name or password inside a URL (`https://user:pw@host`) becomes `https://…@host`."""
+    return _USERINFO.sub(r"\1…@", text)
 
 
 def redact(text: str) -> str:
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}…", text)
-    return text
+    return mask_userinfo(text)
 
 
 def mask(secret: str) -> str:

@@ -4,9 +4,11 @@ Raw bytes are written to the child's stdin (kept open throughout, as hosts do); 
 stdout line by line. Properties:
 - every line on stdout is a JSON-RPC 2.0 message (nothing else ever reaches stdout), and every
   response carries an id we sent plus exactly one of result / error;
-- every well-formed request gets its answer (a result or a JSON-RPC error); frames that are not
-  valid JSON-RPC requests may be ignored, as the SDK does, but must not be answered twice or for
-  ids we never sent;
+- every well-formed request gets its answer (a result or a JSON-RPC error), once; no answer carries
+  an id we never sent;
+- every line that is not a JSON-RPC message gets a JSON-RPC error with id null (-32700 parse error
+  for non-JSON, -32600 for JSON that is not JSON-RPC) and one warning line on stderr (the SDK alone
+  drops such lines silently);
 - the process never dies, and after the 100 frames a fresh `initialize` -> `notifications/initialized`
   -> `tools/call start_interview` sequence succeeds.
 """
@@ -252,6 +254,11 @@ def test_hundred_malformed_frames_then_a_normal_session(server, sandbox) -> None
     while (message := reader.next_message(0.5)) is not None:
         if "method" not in message:
             answers.setdefault(message["id"], []).append(message)
+    parse_errors = answers.pop(None, [])
+    assert all(e.get("error", {}).get("code") in (-32700, -32600) for e in parse_errors), parse_errors[:3]
+    not_json = [f.label for f in frames if _not_json(f.data)]
+    assert len(parse_errors) >= len(not_json), (len(parse_errors), not_json)
+    assert any(e["error"]["code"] == -32600 for e in parse_errors)  # e.g. the frame with an object as id
     sent_ids = {_frame_id(f.data) for f in frames} - {None}
     assert set(answers) <= sent_ids, f"answers to ids never sent: {set(answers) - sent_ids}"
     assert all(len(a) == 1 for a in answers.values()), {rid: len(a) for rid, a in answers.items() if len(a) > 1}
@@ -286,6 +293,18 @@ def test_hundred_malformed_frames_then_a_normal_session(server, sandbox) -> None
     assert reader.seen, "no output at all"
     stderr = stderr_path.read_text(errors="replace")
     assert DEMO_KEY not in stderr and koji["session_token"] not in stderr
+    assert stderr.count("dropped a malformed frame on stdin") == len(parse_errors), stderr[-3000:]
+
+
+def _not_json(data: bytes) -> bool:
+    """A one-line frame that is not JSON at all (frames with CR are split by the SDK's reader: skipped)."""
+    if b"\r" in data:
+        return False
+    try:
+        json.loads(data.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return True
+    return False
 
 
 def _frame_id(data: bytes) -> Any:

@@ -25,6 +25,7 @@ from koji_mcp.interviews.batches import (
     OUTCOME_KINDS,
     BatchOutcome,
     describe_counts,
+    missing_external_ids_warning,
     run_batch,
     summarize,
 )
@@ -33,6 +34,7 @@ from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import setup_logging
 from koji_mcp.text import clean_koji_text
 from koji_mcp.koji.models import LOCALE_PATTERN
+from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.cli.participants import ParticipantsError, read_participants
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
@@ -104,8 +106,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
-                                 sandbox=True if args.sandbox else None)
+                                 sandbox=True if args.sandbox else None,
+                                 allow_insecure_upstream=True if args.allow_insecure_upstream else None)
         settings.require_api_key()
+        settings.require_secure_upstream()
         participants = read_participants(args.file)
     except (ConfigError, ParticipantsError) as exc:
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
@@ -119,8 +123,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     respondents = participants.respondents
     if participants.missing_external_ids:
-        print(f"warning: {participants.missing_external_ids} row(s) have no external_id; they cannot be "
-              "deduplicated, so a rerun would invite them again", file=sys.stderr)
+        print(f"warning: {missing_external_ids_warning(participants.missing_external_ids)}", file=sys.stderr)
     out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
     try:  # find out now, not after spending credits, that the results cannot be written
         with tempfile.NamedTemporaryFile(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent):
@@ -135,6 +138,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - only ledger failures are explained; the rest re-raise
+        failure = ledger_failure(exc, settings.state_dir)
+        if failure is None:
+            raise
+        print(f"koji-mcp batch: {failure[0]}", file=sys.stderr)
+        return failure[1]
     progress.finish()
     try:
         write_results(out, outcomes, len(respondents), respondents)

@@ -47,7 +47,7 @@ from koji_mcp.koji.errors import (
     Redirected,
     Unauthorized,
 )
-from koji_mcp.logs import mask
+from koji_mcp.logs import mask, mask_userinfo
 from koji_mcp.server.tools import ALL_TOOLS, UnknownToolName, select_specs
 
 TIMEOUT = 5.0
@@ -278,6 +278,7 @@ def run_doctor_command(args: argparse.Namespace) -> int:
     for check in checks:
         counts[check.status] += 1
         line = f"{marks[check.status]} {check.text}"
+        line = mask_userinfo(line)  # a password in the base URL (https://user:pw@host)
         if len(secret) >= 8:  # belt and braces: whatever the shape, the key itself never gets out
             line = line.replace(secret, mask(secret))
         print(line if utf8 else line.replace("…", "..."), flush=True)

@@ -9,11 +9,30 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from koji_mcp import __version__
 from koji_mcp.config import EXIT_USAGE, LOG_LEVELS
 
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config", "ledger")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    """argparse type for --port: an integer from 1 to 65535 (argparse turns the error into exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 65535 (got {text!r})") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 65535 (got {port})")
+    return port
 
 
 def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool = True) -> None:
@@ -22,6 +41,12 @@ def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool
     p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL; default https://koji.so)")
     if state_dir:
         p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; ':memory:' keeps nothing)")
+
+
+def _insecure_upstream_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-insecure-upstream", action="store_true",
+                   help="allow a plain http:// KOJI_BASE_URL on another machine (the API key then travels "
+                   "unencrypted; env KOJI_MCP_ALLOW_INSECURE_UPSTREAM)")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +66,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    "(endpoint /mcp) or sse (endpoint /sse)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8000, help="port for HTTP transports (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port for HTTP transports, 1-65535 (default 8000)")
     _koji_args(p, sandbox_help="start a local Koji sandbox in-process and use it instead of koji.so "
                "(no account or API key needed)", state_dir=False)
+    _insecure_upstream_arg(p)
     p.add_argument("--timeout", type=float, help="seconds to wait for Koji's answer (env KOJI_TIMEOUT; default 30)")
     p.add_argument("--state-dir",
                    help="where the interview ledger lives (env KOJI_MCP_STATE_DIR; default "
@@ -90,8 +116,10 @@ def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a local, deterministic emulator of Koji's interview API. It prints its base URL "
         "and demo API key; point koji-mcp at it with KOJI_BASE_URL and KOJI_API_KEY.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8787, help="port to bind (default 8787)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="loopback interface to bind (default 127.0.0.1; the sandbox's /_sandbox/ control "
+                   "endpoints show session tokens, so other machines are refused)")
+    p.add_argument("--port", type=port_number, default=8787, help="port to bind, 1-65535 (default 8787)")
     p.add_argument("--brief", metavar="FILE", help="research brief JSON to use instead of the built-in one")
     p.add_argument("--rate-limit", type=int, default=60, help="requests per minute per API key (default 60)")
     p.add_argument("--analysis-delay", type=float, default=1.0,
@@ -131,6 +159,7 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
                    help="also start participants whose external_id is already in the ledger")
     p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
+    _insecure_upstream_arg(p)
     p.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
                    help="stderr log level (default WARNING)")
 
@@ -196,7 +225,7 @@ def _ledger_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or with `only` one subcommand's (startup builds just what it parses)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="koji-mcp",
         description="MCP server for Koji (koji.so) AI-led user-research interviews. With no subcommand, "
         "serves MCP over stdio (what Claude Desktop, Cursor and VS Code launch).",

@@ -71,7 +71,19 @@ def parse_participants(text: str, *, source: str = "input", max_rows: int = MAX_
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
+    # A cell may be as long as the file (Python's default cap is 131,072 characters): long values are then
+    # reported by the field checks below, with their line and column, instead of failing inside csv.
+    previous_limit = csv.field_size_limit(MAX_BYTES)
     reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        return _parse_rows(reader, source, max_rows)
+    except csv.Error as exc:
+        raise ParticipantsError(f"{source}: line {reader.line_num}: not valid CSV ({exc}); nothing was sent") from None
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _parse_rows(reader: Any, source: str, max_rows: int) -> Participants:
     header = [h.strip() for h in next(reader)]
     _check_header(header, source)
     errors: list[str] = []

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from koji_mcp.config import EXIT_USAGE
+from koji_mcp.config import EXIT_USAGE, is_loopback
 
 
 def run_sandbox_command(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host):
+        print(f"koji-mcp sandbox: refusing --host {args.host}: the sandbox's /_sandbox/ endpoints expose session "
+              "tokens and fault switches to anyone who can reach them; bind a loopback address such as 127.0.0.1",
+              file=sys.stderr)
+        return EXIT_USAGE
     from koji_mcp.sandbox import SandboxConfig, load_brief, run_sandbox
 
     try:

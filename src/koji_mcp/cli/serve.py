@@ -13,6 +13,7 @@ from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
 from koji_mcp.server.auth import AuthConfigError, parse_tokens
 from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.logs import setup_logging
+from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.server.tools import UnknownToolName, check_tool_names
 
 logger = logging.getLogger("koji_mcp")
@@ -32,6 +33,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         oauth_issuer=args.oauth_issuer,
         oauth_owner_claim=args.oauth_owner_claim,
         oauth=args.oauth,
+        allow_insecure_upstream=True if args.allow_insecure_upstream else None,
     )
 
 
@@ -40,6 +42,7 @@ def run_serve(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         setup_logging(settings.log_level)
         settings.require_api_key()
+        settings.require_secure_upstream()
         check_tool_names(settings.tools)
         tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
         check_oauth(settings, args, tokens)
@@ -50,14 +53,32 @@ def run_serve(args: argparse.Namespace) -> int:
     args.tokens = tokens
     if settings.key_warning and not settings.sandbox:
         logger.warning(settings.key_warning)
+    if args.transport != "stdio":
+        from koji_mcp.server.app import PortUnavailable, bind_listener
+
+        try:  # before anything is logged or opened: a taken port is said at once, and nothing claims it
+            args.listener = bind_listener(args.host, args.port)
+        except PortUnavailable as exc:
+            print(f"koji-mcp: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         anyio.run(_serve, settings, args)
     except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, StorageError) as exc:
-        print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - ledger failures are explained, OS errors summed up, the rest re-raise
+        failure = ledger_failure(exc, settings.state_dir)
+        if failure is not None:
+            print(f"koji-mcp: {failure[0]}", file=sys.stderr)
+            return failure[1]
+        if isinstance(exc, OSError | StorageError):
+            print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        listener = getattr(args, "listener", None)
+        if listener is not None:
+            listener.close()
     return 0
 
 
@@ -135,4 +156,5 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=args.port,
             allowed_hosts=args.allowed_host,
             allowed_origins=args.allowed_origin,
+            listener=getattr(args, "listener", None),
         )

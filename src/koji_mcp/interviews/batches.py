@@ -28,7 +28,7 @@ from koji_mcp.koji.models import Mode, Respondent, StartRequest
 from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
-from koji_mcp.text import clean_koji_text
+from koji_mcp.text import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,18 @@ class BatchOutcome:
 
     def line(self) -> str:
         """One human line, shared by the tool's text and the CLI's plain output."""
-        who = clean_koji_text(self.external_id or self.display_name or "(anonymous)", 120)
+        who = one_line(self.external_id or self.display_name or "(anonymous)", 120)
         parts = [f"row {self.row} {who}: {self.outcome}", self.interview_id or ""]
         if self.message:
             code = f"{self.error_code}: " if self.error_code else ""
-            parts.append(f"({code}{clean_koji_text(self.message, 300)})")
+            parts.append(f"({one_line(code + self.message, 300)})")
         return " ".join(p for p in parts if p)
+
+
+def missing_external_ids_warning(count: int) -> str:
+    """Said by the tool and the CLI alike when respondents come without an external_id."""
+    return (f"{count} respondent(s) have no external_id: they cannot be deduplicated, so running this batch "
+            "again would invite (and charge for) them again")
 
 
 OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]

@@ -181,6 +181,10 @@ def best_effort(action: Callable[..., object], *args: object, **kwargs: object) 
         return False
 
 
+class LedgerSchemaError(RuntimeError):
+    """The ledger was written by a newer koji-mcp; this version must not touch it."""
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -291,7 +295,7 @@ class Ledger:
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(_MIGRATIONS):
-                raise RuntimeError(
+                raise LedgerSchemaError(
                     f"the ledger at {self.path} was written by a newer koji-mcp (schema v{version}); upgrade koji-mcp"
                 )
             for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from koji_mcp.text import clean_koji_text, fence
+from koji_mcp.text import clean_koji_text, clean_structure, fence, one_line
 
 KNOWN = {
     "interview_id", "status", "mode", "locale", "respondent", "created_at", "updated_at", "completed_at",
@@ -26,8 +26,12 @@ NO = {"no", "n", "false", "nope"}
 SECRET_KEY = re.compile(r"(?i)token|secret|api_?key|authorization|password|credential")
 
 
+SINGLE_LINE = ("interview_id", "status", "mode", "locale", "created_at", "updated_at", "completed_at",
+               "completion_reason", "messages_count")
+
+
 def without_secrets(value: Any) -> Any:
-    """Koji's body is undocumented: never pass on anything that looks like a credential."""
+    """Koji's body is undocumented: never pass on anything that looks like a credential, at any depth."""
     if isinstance(value, dict):
         return {k: without_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
     if isinstance(value, list):
@@ -58,34 +62,43 @@ def typed_value(question_type: str | None, value: Any) -> Any:
 
 
 def interview_view(
-    raw: dict[str, Any], *, include_transcript: bool, offset: int, page: int, interview_id: str = ""
+    raw: dict[str, Any], *, include_transcript: bool, offset: int, page: int, interview_id: str
 ) -> dict[str, Any]:
+    """Koji's GET body as a model should see it.
+
+    `interview_id` is the caller's validated id (Koji's echo of it is not trusted). Credential-like
+    keys are dropped at every level, single-line fields are cleaned onto one line, and every string is
+    stripped of invisible characters (the text rendering fences the rest).
+    """
+    raw = clean_structure(without_secrets(raw))
     analysis_raw = raw.get("analysis")
-    analysis = without_secrets(dict(analysis_raw)) if isinstance(analysis_raw, dict) else None
+    analysis = dict(analysis_raw) if isinstance(analysis_raw, dict) else None
     answers_raw = (analysis or {}).pop("structured_answers", None) or raw.get("structured_answers") or []
     if analysis is None:
         analysis_status = "not_started" if raw.get("status") != "completed" else "pending"
     else:
-        analysis_status = str(analysis.pop("status", None) or ("ready" if analysis else "pending"))
+        analysis_status = one_line(analysis.pop("status", None) or ("ready" if analysis else "pending"), 40)
     answers = []
     for answer in answers_raw if isinstance(answers_raw, list) else []:
         if isinstance(answer, dict):
             answers.append({**answer, "structuredValue": typed_value(answer.get("questionType"), answer.get("structuredValue"))})
     respondent = raw.get("respondent")
     if respondent is not None and not isinstance(respondent, dict):
-        raw = {**raw, "respondent": {"value": respondent}}  # keep it, in a shape the text can show
+        respondent = {"value": respondent}  # keep it, in a shape the text can show
+    elif isinstance(respondent, dict):
+        respondent = {k: one_line(v) if k in ("external_id", "display_name") and v is not None else v
+                      for k, v in respondent.items()}
     view: dict[str, Any] = {
-        "interview_id": str(raw.get("interview_id") or raw.get("id") or interview_id),
-        **{k: without_secrets(raw.get(k)) for k in ("status", "mode", "locale", "respondent", "created_at",
-                                                     "updated_at", "completed_at", "completion_reason",
-                                                     "messages_count")},
+        "interview_id": interview_id,
+        **{k: _single(raw.get(k)) for k in SINGLE_LINE if k != "interview_id"},
+        "respondent": respondent,
         "analysis_status": analysis_status,
         "analysis": analysis or None,
         "structured_answers": answers,
     }
     if analysis_status == "pending":
         view["check_again_in_seconds"] = 10
-    extra = without_secrets({k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"})
+    extra = {k: v for k, v in raw.items() if k not in KNOWN and k != "structured_answers"}
     view["extra"] = extra or None
     transcript = messages(raw)
     view["transcript_total"] = len(transcript)
@@ -119,7 +132,8 @@ def theme_names(themes: Any, *, mentions: bool = False) -> list[str]:
 
 def searchable_text(raw: dict[str, Any]) -> dict[str, str]:
     """What `search` indexes of an interview: Koji's summary, theme names and every message, cleaned."""
-    analysis = interview_view(raw, include_transcript=False, offset=0, page=0).get("analysis") or {}
+    analysis = interview_view(raw, include_transcript=False, offset=0, page=0,
+                              interview_id=str(raw.get("interview_id") or "")).get("analysis") or {}
     summary = analysis.get("summary")
     return {
         "summary": clean_koji_text(str(summary), MAX_INDEXED_CHARS) if summary else "",
@@ -129,8 +143,15 @@ def searchable_text(raw: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _single(value: Any) -> Any:
+    """A scalar field from Koji on one clean line (numbers and None stay as they are)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return one_line(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
 def render_interview(v: dict[str, Any]) -> str:
-    """The text block: facts first, Koji-written content fenced."""
+    """The text block: facts first, Koji-written content fenced; every unfenced value on one clean line."""
     head = f"Interview {v['interview_id']}: status {v.get('status', 'unknown')}"
     if v.get("completion_reason"):
         head += f" (reason {v['completion_reason']})"
@@ -141,15 +162,16 @@ def render_interview(v: dict[str, Any]) -> str:
     person = v.get("respondent") or {}
     if person:
         who = " ".join(str(x) for x in (person.get("display_name"), person.get("external_id") and f"(external_id {person['external_id']})") if x)
-        lines.append("Respondent: " + clean_koji_text(who or "anonymous", 300)
-                     + (f"; metadata {json.dumps(person['metadata'], ensure_ascii=False)}" if person.get("metadata") else ""))
+        lines.append("Respondent: " + one_line(who or "anonymous")
+                     + (f"; metadata {one_line(json.dumps(person['metadata'], ensure_ascii=False), 1_000)}"
+                        if person.get("metadata") else ""))
     status = v["analysis_status"]
     if status == "not_started":
         lines.append("Analysis: not started; it runs after complete_interview.")
     elif status == "pending":
         lines.append(f"Analysis: pending. Koji is still analysing; check again in about {v.get('check_again_in_seconds', 10)} s.")
     else:
-        lines.append(f"Analysis: {status}.")
+        lines.append(f"Analysis: {one_line(status, 40)}.")
         lines.append(fence("ANALYSIS", _analysis_text(v)))
     if v.get("transcript") is not None:
         start = v.get("transcript_offset", 0)

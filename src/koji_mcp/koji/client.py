@@ -145,12 +145,14 @@ class KojiClient:
         response = await self.request("POST", START_PATH, json=request.to_body(), max_wait=max_wait)
         self.raise_for_error(response, START, sent=True)
         try:
-            return StartResponse.model_validate(response.json())
+            started = StartResponse.model_validate(response.json())
         except (ValueError, ValidationError):
             raise KojiProtocolError(
                 f"Koji answered {response.status} but the body has no usable interview_id/session_token",
                 status=response.status,
             ) from None
+        secrets = (self._key, started.session_token)
+        return started.model_copy(update={"initial_message": mask_secrets(started.initial_message, secrets)})
 
     async def send_message(self, interview_id: str, session_token: str, content: str) -> MessageReply:
         """POST the respondent's message; the reply may be JSON or an SSE stream."""
@@ -166,13 +168,18 @@ class KojiClient:
         self.raise_for_error(response, MESSAGE, sent=True, secrets=(session_token,))
         try:
             if response.content_type == "text/event-stream":
-                return parse_sse_reply(response.content.decode("utf-8", "replace"))
-            return parse_json_reply(response.json())
+                reply = parse_sse_reply(response.content.decode("utf-8", "replace"))
+            else:
+                reply = parse_json_reply(response.json())
         except (ValueError, ReplyFormatError) as exc:
             raise KojiProtocolError(
                 f"Koji answered {response.status} but the interviewer's reply could not be read ({exc})",
                 status=response.status,
             ) from None
+        return reply.model_copy(update={
+            "interviewer_message": mask_secrets(reply.interviewer_message, (self._key, session_token)),
+            "interview_status": mask_structure(reply.interview_status, (self._key, session_token)),
+        })
 
     async def complete_interview(
         self, interview_id: str, session_token: str, *, reason: str, feedback: dict[str, Any] | None
@@ -191,13 +198,18 @@ class KojiClient:
 
         response = await self._with_fallback("complete", COMPLETE_ROUTES, attempt)
         self.raise_for_error(response, COMPLETE, sent=True, secrets=(session_token,))
-        return _json_object(response, "completion")
+        return mask_structure(_json_object(response, "completion"), (self._key, session_token))
 
-    async def get_interview(self, interview_id: str) -> dict[str, Any]:
-        """GET the interview: status, transcript, analysis. Unknown fields are kept."""
+    async def get_interview(self, interview_id: str, *, session_token: str | None = None) -> dict[str, Any]:
+        """GET the interview: status, transcript, analysis. Unknown fields are kept.
+
+        Koji's text is returned with our API key and the interview's session token (when the caller
+        knows it) masked wherever they appear, whatever field they are under.
+        """
         response = await self.request("GET", INTERVIEW_PATH.format(id=quote(interview_id, safe="")))
-        self.raise_for_error(response, READ, sent=False)  # a read changes nothing at Koji
-        return _json_object(response, "interview")
+        secrets = (self._key, session_token or "")
+        self.raise_for_error(response, READ, sent=False, secrets=secrets)  # a read changes nothing at Koji
+        return mask_structure(_json_object(response, "interview"), secrets)
 
     async def probe(self, endpoint: Endpoint) -> None:
         """Check that the key may use `endpoint`, with a request Koji must refuse: no credit is spent.
@@ -398,6 +410,17 @@ class KojiClient:
                 scrub(f"Koji returned HTTP {response.status} without its JSON error body ({_snippet(response)})"),
             )
         raise api_error(endpoint, response.status, scrub(body.error)[:100], scrub(body.message))
+
+
+def mask_structure(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`mask_secrets` applied to every string (and key) of a JSON-like value."""
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, dict):
+        return {mask_structure(k, secrets): mask_structure(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_structure(v, secrets) for v in value]
+    return value
 
 
 def route_missing(response: KojiResponse) -> bool:

@@ -119,7 +119,7 @@ class StartResponse(BaseModel):
 
     model_config = ConfigDict(defer_build=True)
 
-    interview_id: Annotated[str, Field(min_length=1)]
+    interview_id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN)]  # printed in results: no stray text
     session_token: Annotated[str, Field(min_length=1)]
     initial_message: str = ""
 

@@ -7,7 +7,9 @@ session by the lifespan.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -23,7 +25,6 @@ from starlette.responses import JSONResponse
 
 from koji_mcp import __version__
 from koji_mcp.server.auth import (
-    READ_SCOPE,
     AnyOfVerifier,
     AuthFront,
     ClientToken,
@@ -31,14 +32,15 @@ from koji_mcp.server.auth import (
     access_problem,
     auth_settings,
     granted_scopes,
+    owner_required,
     resource_url,
 )
+from koji_mcp.server.scopes import READ_SCOPE
 from koji_mcp.config import Settings
 from koji_mcp.server.prompts import register_prompts
 from koji_mcp.server.log_level_and_completions import register_protocol_extras
 from koji_mcp.server.resources import register_resources
 from koji_mcp.interviews.services import Services, open_services
-from koji_mcp.server.auth import owner_required
 from koji_mcp.server.sdk import lowlevel_server
 from koji_mcp.server.tools import ToolSpec, select_specs
 from koji_mcp.server.tools.catalog import load_catalog
@@ -249,6 +251,36 @@ def transport_security(
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
 
 
+class PortUnavailable(OSError):
+    """The HTTP port cannot be bound; the message is one line saying why and what to do."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind (and listen on) host:port now, so a taken port is reported before anything claims to serve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise PortUnavailable(f"cannot listen on {host}:{port}: the host name does not resolve ({exc}); "
+                              "use an address of this machine, e.g. --host 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(f"port {port} on {host} is already in use (another koji-mcp?): stop that "
+                                  "program or choose another --port") from None
+        if exc.errno == errno.EACCES:
+            raise PortUnavailable(f"not allowed to listen on {host}:{port} (ports below 1024 need privileges); "
+                                  "choose another --port") from None
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 async def run_transport(
     server: MCPServer[Services],
     transport: Transport,
@@ -257,9 +289,13 @@ async def run_transport(
     port: int = 8000,
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
+    listener: socket.socket | None = None,
 ) -> None:
+    """Serve `transport`; HTTP on `listener` when given (already bound by `bind_listener`)."""
     if transport == "stdio":
-        await server.run_stdio_async()
+        from koji_mcp.server.sdk import serve_stdio
+
+        await serve_stdio(server)
         return
     import uvicorn
 
@@ -273,5 +309,7 @@ async def run_transport(
         path = "/mcp"
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, log_level="warning")
     shown = f"[{host}]" if ":" in host else host
+    if listener is None:
+        listener = bind_listener(host, port)
     logger.info("koji-mcp %s serving %s on http://%s:%d%s", __version__, transport, shown, port, path)
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(config).serve(sockets=[listener])

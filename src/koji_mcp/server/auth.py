@@ -25,15 +25,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from koji_mcp.config import is_loopback
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import mask
-from koji_mcp.server.scopes import ALL_SCOPES, READ_SCOPE, WRITE_SCOPE
+from koji_mcp.server.sdk import authenticated_token
+from koji_mcp.server.scopes import ALL_SCOPES, READ_SCOPE
 
 MIN_TOKEN_LENGTH = 16
 RESERVED_CLIENT_NAMES = frozenset({LOCAL_OWNER})  # the stdio/CLI user's interviews
@@ -163,7 +162,7 @@ def current_owner() -> str:
     "local" (stdio, the CLI, an HTTP server without auth) only when no auth is configured: with
     auth on (see owner_required) a request without an authenticated client raises OwnerUnknown.
     """
-    token = get_access_token()
+    token = authenticated_token()
     owner = token.subject or token.client_id if token is not None else None
     if owner:  # static tokens and built-in grants: the team client name; external issuer: idp:<sub>
         return owner
@@ -174,7 +173,7 @@ def current_owner() -> str:
 
 def access_problem(scope: str, *, auth_required: bool) -> str | None:
     """Why the current caller may not use something that needs `scope`, or None if they may."""
-    token = get_access_token()
+    token = authenticated_token()
     if token is None or not token.client_id:
         if auth_required or token is not None:
             return ("Not authenticated: this server requires a bearer token, and this request carries no "
@@ -189,7 +188,7 @@ def access_problem(scope: str, *, auth_required: bool) -> str | None:
 
 def granted_scopes(*, auth_required: bool) -> frozenset[str]:
     """The koji-mcp scopes the current caller holds (all of them when no auth is configured)."""
-    token = get_access_token()
+    token = authenticated_token()
     if token is None or not token.client_id:
         return frozenset() if auth_required or token is not None else frozenset(ALL_SCOPES)
     return frozenset(token.scopes)

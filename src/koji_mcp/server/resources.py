@@ -16,6 +16,7 @@ from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
 from koji_mcp.interviews.views import interview_view
+from koji_mcp.text import clean_structure, one_line
 
 
 def register_resources(server: MCPServer[Services]) -> None:
@@ -37,13 +38,14 @@ def register_resources(server: MCPServer[Services]) -> None:
             raise ResourceError(f"unknown interview {interview_id}")
         document: dict[str, Any] = {"interview_id": interview_id, "ledger": entry.public() if entry else None}
         try:
-            raw = await services.koji.get_interview(interview_id)
+            raw = await services.koji.get_interview(interview_id,
+                                                    session_token=entry.session_token if entry else None)
             document["koji"] = interview_view(raw, include_transcript=False, offset=0, page=0,
                                             interview_id=interview_id)
         except KojiAPIError as exc:
             if isinstance(exc, NotFound) and entry is None:
                 raise ResourceError(f"unknown interview {interview_id}") from None
-            document["koji_error"] = redact(f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip())
+            document["koji_error"] = one_line(redact(f"HTTP {exc.status} {exc.code or ''}: {exc.message}".strip()), 1_000)
         except KojiError as exc:
-            document["koji_error"] = redact(exc.message)
-        return json.dumps(document, ensure_ascii=False, indent=2)
+            document["koji_error"] = one_line(redact(exc.message), 1_000)
+        return json.dumps(clean_structure(document), ensure_ascii=False, indent=2)

@@ -44,6 +44,7 @@ async def start_interviews(
     from koji_mcp.interviews.batches import (  # only when a batch runs
         BatchOutcome,
         describe_counts,
+        missing_external_ids_warning,
         run_batch,
         summarize,
     )
@@ -73,6 +74,9 @@ async def start_interviews(
     lines.extend(f"- {outcome.line()}" for outcome in outcomes[:TEXT_ROWS])
     if len(outcomes) > TEXT_ROWS:
         lines.append(f"- … {len(outcomes) - TEXT_ROWS} more in structuredContent.outcomes")
+    missing_ids = sum(1 for respondent in respondents if not respondent.external_id)
+    if missing_ids:
+        lines.append(f"Warning: {missing_external_ids_warning(missing_ids)}; give each an external_id.")
     if counts["unknown"]:
         lines.append("Unknown outcomes may have started (and spent credits); calling again never restarts them. "
                      "Check Koji's dashboard (or list_interviews(status='unknown')); the user can then settle each "

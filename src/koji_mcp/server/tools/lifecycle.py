@@ -16,7 +16,7 @@ from koji_mcp.koji.models import CompletionReason, FlatMetadata, InterviewId
 from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
-from koji_mcp.text import clean_koji_text, fence
+from koji_mcp.text import clean_koji_text, fence, one_line
 from koji_mcp.server.tools.results import fail, ok
 
 MAX_MESSAGE_CHARS = 5_000
@@ -112,7 +112,7 @@ async def send_interview_message(
         best_effort(services.ledger.update_status, interview_id, entry.owner, "ended")
         raise
 
-    status = reply.interview_status or ACTIVE
+    status = one_line(reply.interview_status or ACTIVE, 40)
     ended = status != ACTIVE
     if ended:
         best_effort(services.ledger.update_status, interview_id, entry.owner, "ended")
@@ -167,7 +167,7 @@ async def complete_interview(
 def completion_fields(body: dict, default_reason: str) -> dict[str, str | None]:
     """What we keep of Koji's (undocumented) completion body, as strings whatever Koji sent."""
     def text(value: object) -> str | None:
-        return None if value is None else str(value)
+        return None if value is None else one_line(value, 100)
 
     return {
         "completion_reason": text(body.get("completion_reason")) or default_reason,
@@ -177,7 +177,7 @@ def completion_fields(body: dict, default_reason: str) -> dict[str, str | None]:
 
 
 def _completed_result(interview_id: str, completion: dict) -> CallToolResult:
-    result = CompletedInterview(interview_id=interview_id, **completion)
+    result = CompletedInterview(interview_id=interview_id, **completion_fields(completion, "manual"))  # (re)cleaned
     return ok(
         f"Interview {interview_id} is completed (reason '{result.completion_reason}'). Koji is analysing it: "
         f"call get_interview(interview_id=\"{interview_id}\") for the summary, themes and structured answers "

@@ -14,7 +14,7 @@ from koji_mcp.koji.models import InterviewId
 from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
-from koji_mcp.text import clean_koji_text
+from koji_mcp.text import clean_koji_text, one_line
 from koji_mcp.server.tools.lifecycle import completion_fields
 from koji_mcp.server.tools.results import fail, ok
 from koji_mcp.interviews.views import interview_view, render_interview, searchable_text
@@ -70,8 +70,9 @@ async def get_interview(
         # Another client's interview reads exactly like one that does not exist.
         raise InterviewNotFound(404, "not_found", "The specified interview does not exist.")
     deadline = anyio.current_time() + services.settings.analysis_poll_seconds
+    entry = services.ledger.get(interview_id, owner)
     while True:
-        raw = await services.koji.get_interview(interview_id)
+        raw = await services.koji.get_interview(interview_id, session_token=entry.session_token if entry else None)
         view = interview_view(raw, include_transcript=include_transcript, offset=transcript_offset,
                               page=TRANSCRIPT_PAGE,
                               interview_id=interview_id)
@@ -137,7 +138,7 @@ async def list_interviews(
     else:
         lines = [
             f"- {i['interview_id']} [{i['status']}] "
-            + clean_koji_text(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
+            + one_line(" ".join(str(x) for x in (i.get("display_name"), i.get("external_id") and f"({i['external_id']})") if x), 200)
             + f" started {i['created_at']}"
             + (f" - {clean_koji_text(i['note'], 300)}" if i.get("note") else "")
             for i in items

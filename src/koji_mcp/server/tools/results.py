@@ -36,14 +36,15 @@ from koji_mcp.koji.errors import (
     Unauthorized,
 )
 from koji_mcp.logs import redact
-from koji_mcp.text import clean_koji_text
+from koji_mcp.text import clean_koji_text, clean_structure, one_line
 
 MAX_ERROR_TEXT = 2_000
 
 
 def ok(text: str, structured: BaseModel | dict[str, Any]) -> CallToolResult:
+    """A success: the text block and structuredContent, whose strings carry no invisible characters."""
     data = structured.model_dump(mode="json", exclude_none=True) if isinstance(structured, BaseModel) else structured
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=clean_structure(data))
 
 
 def fail(text: str) -> CallToolResult:
@@ -125,28 +126,29 @@ def error_result(exc: KojiError | StorageError, tool: str) -> CallToolResult:
         )
     elif isinstance(exc, KojiRateLimited):
         text = (
-            f"Koji rate limit reached (HTTP 429 {exc.code}): {exc.message}\n"
+            f"Koji rate limit reached (HTTP 429 {one_line(exc.code, 80)}): {one_line(exc.message, 1_000)}\n"
             f"{OUTCOME_TEXT[exc.outcome]} Retry {when(exc.retry_after)}."
         )
     elif isinstance(exc, NotKoji):
         text = (
-            f"Koji rejected {tool} (HTTP {exc.status}): {exc.message}\n{OUTCOME_TEXT['rejected']} "
+            f"Koji rejected {tool} (HTTP {exc.status}): {one_line(exc.message, 1_000)}\n{OUTCOME_TEXT['rejected']} "
             "Is KOJI_BASE_URL right? It should be Koji's API origin, e.g. https://koji.so."
         )
     elif isinstance(exc, KojiAPIError):
-        head = f"HTTP {exc.status} {exc.code}" if exc.code else f"HTTP {exc.status}"
-        text = f"Koji rejected {tool} ({head}): {exc.message}\n{OUTCOME_TEXT['rejected']} {next_step(exc, tool)}"
+        head = f"HTTP {exc.status} {one_line(exc.code, 80)}" if exc.code else f"HTTP {exc.status}"
+        text = (f"Koji rejected {tool} ({head}): {one_line(exc.message, 1_000)}\n{OUTCOME_TEXT['rejected']} "
+                f"{next_step(exc, tool)}")
     elif isinstance(exc, KojiConnectError):
         text = (
-            f"Could not reach Koji: {exc.message}\n{OUTCOME_TEXT['not_sent']} Check the network and "
+            f"Could not reach Koji: {one_line(exc.message, 1_000)}\n{OUTCOME_TEXT['not_sent']} Check the network and "
             f"KOJI_BASE_URL, then call {tool} again."
         )
     elif isinstance(exc, KojiTimeout | KojiUnavailable | KojiProtocolError):
         label = "Koji timed out" if isinstance(exc, KojiTimeout) else "Koji is unavailable or answered badly"
         outcome = _unknown_outcome(tool) if exc.outcome == "unknown" else OUTCOME_TEXT.get(exc.outcome, "")
-        text = f"{label}: {exc.message}\n{outcome}"
+        text = f"{label}: {one_line(exc.message, 1_000)}\n{outcome}"
     else:
-        text = f"Koji call failed: {exc.message}\n{_unknown_outcome(tool)}"
+        text = f"Koji call failed: {one_line(exc.message, 1_000)}\n{_unknown_outcome(tool)}"
     notes = getattr(exc, "__notes__", None)  # what the tool added (e.g. the ledger row of an unknown start)
     if notes:
         text += "\n" + "\n".join(notes)
