@@ -23,6 +23,7 @@ from pydantic import (
 DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
+SANDBOX_SUBDIR = "sandbox"  # with --sandbox, the ledger and the sandbox's interviews live here, apart
 EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand uses
 
 
@@ -72,6 +73,14 @@ class Settings(BaseModel):
         if not key.startswith(KEY_PREFIX):
             return f"KOJI_API_KEY does not start with {KEY_PREFIX!r}; Koji keys normally do"
         return None
+
+    @property
+    def ledger_dir(self) -> str:
+        """Where the ledger lives: the state dir, or its `sandbox/` subdirectory with --sandbox, so that
+        sandbox data never mixes with real data (`:memory:` stays `:memory:`)."""
+        if self.sandbox and self.state_dir != MEMORY_STATE_DIR:
+            return str(Path(self.state_dir).expanduser() / SANDBOX_SUBDIR)
+        return self.state_dir
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:

@@ -19,7 +19,7 @@ def clean_koji_text(text: str, limit: int = MAX_KOJI_TEXT) -> str:
     """Strip control/bidi characters and cap length; say how much was cut."""
     text = _CONTROL.sub("", text.replace("\r\n", "\n"))
     if len(text) > limit:
-        text = text[:limit] + f"… [{len(text) - limit} more characters cut]"
+        text = text[:limit] + f"… [{plural(len(text) - limit, 'more character')} cut]"
     return text
 
 
@@ -28,3 +28,8 @@ def fence(label: str, text: str) -> str:
     end = END.format(label=label)
     body = clean_koji_text(text).replace(end, end.replace(">>>", "> > >"))
     return f"{BEGIN.format(label=label)}\n{body}\n{end}"
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """'1 message', '3 messages' (with an irregular `plural_form` when the noun needs one)."""
+    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"

@@ -26,10 +26,11 @@ from koji_mcp.interviews.batches import (
     summarize,
 )
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
-from koji_mcp.interviews.ledger import LOCAL_OWNER
+from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
 from koji_mcp.logs import setup_logging
 from koji_mcp.koji.models import LOCALE_PATTERN
 from koji_mcp.cli.participants import ParticipantsError, read_participants
+from koji_mcp.text import plural
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
 
@@ -83,7 +84,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
                                  sandbox=True if args.sandbox else None)
-        settings.require_api_key()
+        if not args.dry_run:  # a dry run sends nothing, so it needs no key
+            settings.require_api_key()
         participants = read_participants(args.file)
     except (ConfigError, ParticipantsError) as exc:
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
@@ -99,7 +101,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if participants.missing_external_ids:
         print(f"warning: {participants.missing_external_ids} row(s) have no external_id; they cannot be "
               "deduplicated, so a rerun would invite them again", file=sys.stderr)
-    out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
+    out = results_path(args)
     try:  # find out now, not after spending credits, that the results cannot be written
         probe = out.with_name(out.name + ".tmp")
         probe.touch()
@@ -109,7 +111,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
-    outcomes = anyio.run(_run, settings, args, respondents, progress)
+    try:
+        outcomes = anyio.run(_run, settings, args, respondents, progress, out)
+    except (ConfigError, WouldOverwrite) as exc:
+        print(f"koji-mcp batch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     progress.finish()
     try:
         write_results(out, outcomes, len(respondents), respondents)
@@ -126,7 +132,43 @@ def run_batch_command(args: argparse.Namespace) -> int:
     return 0 if not (counts["failed"] or counts["unknown"] or counts["not_reached"]) else 1
 
 
-async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress) -> list[BatchOutcome]:
+def results_path(args: argparse.Namespace) -> Path:
+    """--out, else FILE.results.csv; a dry run gets its own name so it never replaces real results."""
+    if args.out:
+        return Path(args.out)
+    return Path(args.file).with_suffix(".dry-run.csv" if args.dry_run else ".results.csv")
+
+
+class WouldOverwrite(Exception):
+    """The results file lists started interviews that the new file would lose."""
+
+
+def check_overwrite(out: Path, args: argparse.Namespace, ledger: Ledger) -> None:
+    """Refuse to replace a results file holding started interviews, unless nothing would be lost.
+
+    A plain rerun (no --force, same ledger) lists every earlier interview again as skipped, with its
+    interview_id, so it may replace the file; a dry run, a --force run or a file from another ledger may not.
+    """
+    if args.overwrite:
+        return
+    try:
+        with open(out, newline="", encoding="utf-8") as handle:
+            ids = [row.get("interview_id") for row in csv.DictReader(handle)]
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, csv.Error):
+        ids = ["?"]  # unreadable: treat it as precious
+    ids = [i for i in ids if i]
+    if not ids:
+        return
+    lost = args.dry_run or args.force or any(ledger.get(i, LOCAL_OWNER) is None for i in ids)
+    if lost:
+        raise WouldOverwrite(f"{out} already lists {plural(len(ids), 'started interview')}; choose another "
+                             "--out, or pass --overwrite to replace it")
+
+
+async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress,
+               out: Path) -> list[BatchOutcome]:
     from koji_mcp.interviews.services import open_services
 
     stop = anyio.Event()
@@ -136,21 +178,23 @@ async def _run(settings: Settings, args: argparse.Namespace, respondents: list, 
         collected.append(outcome)
         progress(outcome)
 
-    async with open_services(settings) as services, anyio.create_task_group() as group:
-        async def watch_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    if stop.is_set():
-                        print("\nstopping now", file=sys.stderr)
-                        group.cancel_scope.cancel()
-                        return
-                    print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
-                    stop.set()
+    async with open_services(settings) as services:
+        check_overwrite(out, args, services.ledger)  # before anything is sent
+        async with anyio.create_task_group() as group:
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        if stop.is_set():
+                            print("\nstopping now", file=sys.stderr)
+                            group.cancel_scope.cancel()
+                            return
+                        print("\nstopping: finishing the starts in flight (Ctrl-C again to stop now)", file=sys.stderr)
+                        stop.set()
 
-        group.start_soon(watch_signals)
-        await run_batch(
-            services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
-            force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
-        )
-        group.cancel_scope.cancel()
+            group.start_soon(watch_signals)
+            await run_batch(
+                services, LOCAL_OWNER, respondents, mode=args.mode, locale=args.locale, dry_run=args.dry_run,
+                force=args.force, concurrency=args.concurrency, on_outcome=record, stop=stop,
+            )
+            group.cancel_scope.cancel()
     return sorted(collected, key=lambda o: o.row)

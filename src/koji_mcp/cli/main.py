@@ -103,7 +103,8 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
         "display_name; every other column becomes respondent metadata (numbers and true/false are typed). "
         "The whole file is validated before anything is sent. Participants already in the ledger are "
         "skipped, so rerunning after a failure or Ctrl-C resumes where it stopped.",
-        epilog="Uses KOJI_API_KEY, KOJI_BASE_URL and KOJI_MCP_STATE_DIR like `serve`. Exit code 0 when "
+        epilog="Uses KOJI_API_KEY (not needed for --dry-run or --sandbox), KOJI_BASE_URL and KOJI_MCP_STATE_DIR "
+        "like `serve`; --sandbox keeps its ledger and interviews in STATE_DIR/sandbox/. Exit code 0 when "
         "everyone was started or skipped, 1 when some failed, are unknown or were not reached, 2 on bad input.",
     )
     p.add_argument("file", help="participants CSV (UTF-8, header row required)")
@@ -113,7 +114,10 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; send nothing")
     p.add_argument("--force", action="store_true",
                    help="also start participants whose external_id is already in the ledger")
-    p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
+    p.add_argument("--out", metavar="RESULTS.csv",
+                   help="where to write results (default: FILE.results.csv, or FILE.dry-run.csv for --dry-run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a results file that lists started interviews the new results would not keep")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="stderr log level (default WARNING)")

@@ -44,6 +44,9 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.warning(settings.key_warning)
     try:
         anyio.run(_serve, settings, args)
+    except ConfigError as exc:  # e.g. a state dir that cannot be written
+        print(f"koji-mcp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, sqlite3.Error) as exc:
         print(f"koji-mcp: cannot start: {exc}", file=sys.stderr)
         return 1

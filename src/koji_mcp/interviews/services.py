@@ -7,12 +7,13 @@ the server lifespan once per connection, and rate limiting and the ledger must b
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from koji_mcp.config import Settings
+from koji_mcp.config import MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.client import KojiClient
 from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger(__name__)
+
+SANDBOX_LEDGER_URL = "sandbox:"  # the in-process sandbox's port changes per run; its ledger rows are kept under this fixed origin
+SANDBOX_STATE_FILE = "sandbox-state.json"
 
 
 @dataclass
@@ -35,23 +39,46 @@ class Services:
 async def open_services(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Services]:
-    """Start the in-process sandbox if asked, then the Koji client and the ledger."""
+    """Open the ledger, start the in-process sandbox if asked, then the Koji client.
+
+    With the sandbox, the ledger and the sandbox's own interviews live in `settings.ledger_dir`
+    (`<state dir>/sandbox/`), so successive `serve --sandbox` or `batch --sandbox` processes share
+    them as they would share Koji, and nothing of the sandbox enters the real ledger.
+    """
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox = settings.base_url, None, None
+        ledger = open_ledger(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else settings.base_url)
+        stack.callback(ledger.close)
         if settings.sandbox:
+            from pathlib import Path
+
             from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
                 DEMO_KEY,
+                SandboxConfig,
                 SandboxServer,
             )
 
-            sandbox = stack.enter_context(SandboxServer())
+            memory = settings.ledger_dir == MEMORY_STATE_DIR
+            state_file = None if memory else str(Path(settings.ledger_dir) / SANDBOX_STATE_FILE)
+            sandbox = stack.enter_context(SandboxServer(SandboxConfig(state_file=state_file)))
             base_url, api_key = sandbox.base_url, DEMO_KEY
-            logger.info("in-process Koji sandbox at %s", base_url)
+            logger.info("in-process Koji sandbox at %s (%s)", base_url,
+                        "in memory: its interviews end with this process" if memory else f"interviews kept in {state_file}")
         koji = KojiClient(settings, base_url=base_url, api_key=api_key, transport=transport)
         stack.push_async_callback(koji.aclose)
-        ledger = Ledger.open(settings.state_dir, koji.base_url)
-        stack.callback(ledger.close)
         yield Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
+
+
+def open_ledger(directory: str, base_url: str) -> Ledger:
+    """The ledger, or a ConfigError saying the state dir is the problem and how to fix it."""
+    try:
+        return Ledger.open(directory, base_url)
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"cannot use the state dir {directory} ({reason}): it holds the interview ledger. Make it writable "
+            f"(chmod u+rwx {directory}) or choose another with --state-dir or KOJI_MCP_STATE_DIR"
+        ) from None
 
 
 def current_owner() -> str:
