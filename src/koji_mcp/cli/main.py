@@ -136,11 +136,14 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
 def _config_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "config",
-        help="print (or write) a ready MCP config snippet for Claude Desktop, Cursor, VS Code or ChatGPT",
+        help="print (or write) a ready MCP config entry for Claude Desktop, Claude Code, Cursor, VS Code, "
+        "Windsurf, Zed or ChatGPT",
         description="Print a config snippet with absolute paths to this installation (hosts do not inherit "
-        "your PATH), and where the host's config file lives on macOS, Windows and Linux.",
+        "your PATH), and where the host's config file lives on macOS, Windows and Linux. For Claude Code it "
+        "prints the `claude mcp add` command to run; for ChatGPT, the steps to serve it over HTTPS.",
     )
-    p.add_argument("host", choices=["claude", "cursor", "vscode", "chatgpt"], help="which MCP host")
+    p.add_argument("host", choices=["claude", "claude-code", "cursor", "vscode", "windsurf", "zed", "chatgpt"],
+                   help="which MCP host")
     p.add_argument("--write", action="store_true",
                    help="merge the entry into the host's config file (after a backup; other servers are kept)")
     p.add_argument("--config-path", metavar="PATH", help="the config file to write (default: the host's usual one)")
