@@ -102,13 +102,16 @@ class Settings(BaseModel):
             values["read_only"] = _flag(env["KOJI_MCP_READ_ONLY"], "KOJI_MCP_READ_ONLY")
         if env.get("KOJI_MCP_TOOLS"):
             values["tools"] = _names(env["KOJI_MCP_TOOLS"])
+        # where each value came from, so that an error names what the user actually set
+        sources = {field: var for field, var in _ENV_NAMES.items() if env.get(var)}
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
+                sources[name] = "--" + name.replace("_", "-")
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from None
+            raise ConfigError(_first_error(exc, sources)) from None
 
     def require_api_key(self) -> None:
         """Refuse to serve real Koji without a key (the sandbox brings its own)."""
@@ -139,7 +142,17 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def _first_error(exc: ValidationError) -> str:
+_ENV_NAMES = {"api_key": "KOJI_API_KEY", "base_url": "KOJI_BASE_URL", "timeout": "KOJI_TIMEOUT",
+              "connect_timeout": "KOJI_CONNECT_TIMEOUT", "rate_limit_window": "KOJI_RATE_LIMIT_WINDOW",
+              "state_dir": "KOJI_MCP_STATE_DIR", "read_only": "KOJI_MCP_READ_ONLY", "tools": "KOJI_MCP_TOOLS"}
+
+
+def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "settings"
-    return f"invalid setting {field}: {err['msg'].removeprefix('Value error, ')}"
+    message = err["msg"].removeprefix("Value error, ")
+    if message.startswith(tuple(sources.values())):  # the validator already named it
+        return message
+    where = sources.get(field)
+    given = f" (got {err['input']!r})" if where and field != "api_key" and not isinstance(err.get("input"), dict) else ""
+    return f"{where}: {message}{given}" if where else f"invalid setting {field}: {message}"

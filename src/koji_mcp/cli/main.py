@@ -35,9 +35,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS. "
         "Flags override the environment.",
     )
-    p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
+    p.add_argument("--transport", choices=["stdio", "sse", "streamable-http", "http"], default="stdio",
                    help="how MCP clients connect: stdio (default, for desktop hosts), streamable-http "
-                   "(endpoint /mcp) or sse (endpoint /sse)")
+                   "(endpoint /mcp; `http` is the same, as hosts call it) or sse (endpoint /sse)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port for HTTP transports (default 8000)")
@@ -183,10 +183,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list in (["-h"], ["--help"]):
         print(_full_help(build_parser()))
         return 0
+    if args_list and not args_list[0].startswith("-") and args_list[0] not in SUBCOMMANDS:
+        print(f"koji-mcp: unknown subcommand {args_list[0]!r}; choose from {', '.join(SUBCOMMANDS)} "
+              "(koji-mcp --help explains each)", file=sys.stderr)
+        return EXIT_USAGE
     if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("--version",)):
         args_list.insert(0, "serve")
     parser = build_parser(only=args_list[0] if args_list[0] in SUBCOMMANDS else None)
-    args = parser.parse_args(args_list)
+    args, extra = parser.parse_known_args(args_list)
+    if extra:  # report it with the subcommand's usage, not the top level's
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "transport", None) == "http":
+        args.transport = "streamable-http"
     try:
         if args.command == "serve":
             from koji_mcp.cli.serve import run_serve
