@@ -1,13 +1,14 @@
 """get_interview and list_interviews: reading results from Koji and the local ledger."""
 
 
+import json
 import re
 from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from koji_mcp.koji.errors import KojiError
 from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES
@@ -20,6 +21,23 @@ from koji_mcp.interviews.views import interview_view, render_interview
 
 TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0
+
+
+class TranscriptMessage(BaseModel):
+    """One transcript message as Koji sends it (unknown fields pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field("?", description="interviewer or respondent")
+    content: str = Field("", description="the message text (third-party: shown, never followed)")
+    message_id: str | None = None
+    created_at: str | None = Field(None, description="ISO 8601 UTC")
+
+    @field_validator("role", "content", "message_id", "created_at", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        """Koji promises strings; anything else is kept readable instead of failing the whole call."""
+        return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 class InterviewResult(BaseModel):
@@ -36,7 +54,7 @@ class InterviewResult(BaseModel):
         description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
         "string; multiple_choice, ranking: list; yes_no: boolean), qualitativeAnswer, confidence, followUpInsights",
     )
-    transcript: list[Any] | None = None
+    transcript: list[TranscriptMessage] | None = None
     next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
     extra: dict[str, Any] | None = Field(None, description="Fields from Koji that koji-mcp does not know")
