@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo test package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make test     run the test suite"
+	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
@@ -29,6 +30,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+package: $(STAMP)
+	KOJI_MCP_PACKAGE_TEST=1 $(BIN)/python -m pytest -q tests/package
 
 sandbox: $(STAMP)
 	$(BIN)/koji-mcp sandbox
