@@ -2,7 +2,7 @@
 #
 #   docker build -t koji-mcp .
 #   docker run -d -p 8000:8000 -v koji-mcp-data:/data \
-#     -e KOJI_API_KEY=pk_live_… -e KOJI_MCP_AUTH_TOKEN="alice=$(openssl rand -base64 32)" \
+#     -e KOJI_API_KEY=pk_live_… -e KOJI_MCP_AUTH_TOKEN="alice=$(openssl rand -hex 32)" \
 #     koji-mcp --allowed-host mcp.example.com --public-url https://mcp.example.com
 #
 # Without KOJI_MCP_AUTH_TOKEN (or --auth-token) the server refuses to start (exit 2): a container port is

@@ -113,12 +113,13 @@ class Settings(BaseModel):
         except ValidationError as exc:
             raise ConfigError(_first_error(exc, sources)) from None
 
-    def require_api_key(self) -> None:
-        """Refuse to serve real Koji without a key (the sandbox brings its own)."""
+    def require_api_key(self, without_account: str = "run `koji-mcp serve --sandbox`") -> None:
+        """Refuse to serve real Koji without a key (the sandbox brings its own); `without_account` says
+        what the command at hand offers instead."""
         if self.api_key is None and not self.sandbox:
             raise ConfigError(
                 "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
-                "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
+                f"API Keys), or {without_account} to try koji-mcp without an account"
             )
 
 

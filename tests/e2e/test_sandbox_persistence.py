@@ -103,3 +103,12 @@ def test_dry_run_needs_no_key_and_never_replaces_results(tmp_path) -> None:
     assert (tmp_path / "p.results.csv").read_bytes() == before
     forced = run_batch(["p.csv", "--sandbox", "--overwrite"], tmp_path, KOJI_MCP_STATE_DIR=str(tmp_path / "other"))
     assert forced.returncode == 0 and "2 started" in forced.stdout
+
+
+def test_batch_without_a_key_offers_the_batch_ways_to_try(tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("external_id\nu1\n")
+    proc = run_batch(["p.csv"], tmp_path, KOJI_MCP_STATE_DIR=str(tmp_path / "state"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("koji-mcp batch: KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > "
+                           "Profile > API Keys), or add --sandbox (a local Koji) or --dry-run (sends nothing) to try "
+                           "koji-mcp without an account\n")

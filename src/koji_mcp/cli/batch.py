@@ -85,7 +85,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
                                  sandbox=True if args.sandbox else None)
         if not args.dry_run:  # a dry run sends nothing, so it needs no key
-            settings.require_api_key()
+            settings.require_api_key("add --sandbox (a local Koji) or --dry-run (sends nothing)")
         participants = read_participants(args.file)
     except (ConfigError, ParticipantsError) as exc:
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
