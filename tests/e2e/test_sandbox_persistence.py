@@ -112,3 +112,16 @@ def test_batch_without_a_key_offers_the_batch_ways_to_try(tmp_path) -> None:
     assert proc.stderr == ("koji-mcp batch: KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > "
                            "Profile > API Keys), or add --sandbox (a local Koji) or --dry-run (sends nothing) to try "
                            "koji-mcp without an account\n")
+
+
+def test_a_damaged_sandbox_state_file_is_one_line_naming_it(tmp_path) -> None:
+    state = tmp_path / "state" / "sandbox"
+    state.mkdir(parents=True)
+    (state / "sandbox-state.json").write_text("{not json")
+    proc = subprocess.run([*koji_mcp_command(), "serve", "--sandbox"], capture_output=True, text=True, timeout=30,
+                          env=subprocess_env(KOJI_MCP_STATE_DIR=str(tmp_path / "state")), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"koji-mcp: cannot start the sandbox: the sandbox state file {state / 'sandbox-state.json'} "
+                           "cannot be read (")
+    assert line.endswith("delete it to start the sandbox afresh")

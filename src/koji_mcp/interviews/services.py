@@ -60,7 +60,10 @@ async def open_services(
 
             memory = settings.ledger_dir == MEMORY_STATE_DIR
             state_file = None if memory else str(Path(settings.ledger_dir) / SANDBOX_STATE_FILE)
-            sandbox = stack.enter_context(SandboxServer(SandboxConfig(state_file=state_file)))
+            try:
+                sandbox = stack.enter_context(SandboxServer(SandboxConfig(state_file=state_file)))
+            except RuntimeError as exc:  # e.g. a damaged state file: say which, and how to start afresh
+                raise ConfigError(f"cannot start the sandbox: {exc}") from None
             base_url, api_key = sandbox.base_url, DEMO_KEY
             logger.info("in-process Koji sandbox at %s (%s)", base_url,
                         "in memory: its interviews end with this process" if memory else f"interviews kept in {state_file}")
