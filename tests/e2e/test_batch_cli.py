@@ -94,7 +94,9 @@ def test_kill_9_halfway_then_resume_starts_nobody_twice(sandbox, tmp_path) -> No
     src = write_csv(tmp_path / "people.csv", 30)
     sandbox.fault(path=START, delay=0.1, times=1000)
     proc = popen([str(src), "--concurrency", "3"], sandbox, tmp_path / "state")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20  # kill once starts are under way (startup takes ~1 s on a busy machine)
+    while sum(started(sandbox).values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     time.sleep(0.3)  # let requests that were in flight at the kill reach the sandbox
