@@ -156,4 +156,6 @@ def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
         return message
     where = sources.get(field)
     given = f" (got {err['input']!r})" if where and field != "api_key" and not isinstance(err.get("input"), dict) else ""
+    if where and message.startswith("Input should be "):  # pydantic's words, said of what the user set
+        return f"{where} must be {message.removeprefix('Input should be ')}{given}"
     return f"{where}: {message}{given}" if where else f"invalid setting {field}: {message}"

@@ -41,9 +41,9 @@ def test_a_misspelt_serve_flag_shows_serves_usage(capsys, argv: list[str]) -> No
 def test_a_negative_timeout_names_the_variable(tmp_path) -> None:
     proc = run("serve", "--sandbox", KOJI_TIMEOUT="-5", KOJI_MCP_STATE_DIR=str(tmp_path))
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "koji-mcp: KOJI_TIMEOUT: Input should be greater than 0 (got -5.0)\n"
+    assert proc.stderr == "koji-mcp: KOJI_TIMEOUT must be greater than 0 (got -5.0)\n"
     proc = run("serve", "--sandbox", "--timeout", "0", KOJI_MCP_STATE_DIR=str(tmp_path))
-    assert proc.returncode == 2 and proc.stderr == "koji-mcp: --timeout: Input should be greater than 0 (got 0.0)\n"
+    assert proc.returncode == 2 and proc.stderr == "koji-mcp: --timeout must be greater than 0 (got 0.0)\n"
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root writes anywhere; needs POSIX modes")
