@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test browser sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make test     run the test suite"
 	@echo "make browser  drive the OAuth consent page in headless Chromium (installs chromium + playwright-core)"
+	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
@@ -47,6 +48,9 @@ $(CHROMIUM):
 
 browser: $(STAMP) $(PLAYWRIGHT_CORE) $(CHROMIUM)
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m browser tests/browser
+
+package: $(STAMP)
+	KOJI_MCP_PACKAGE_TEST=1 $(BIN)/python -m pytest -q tests/package
 
 sandbox: $(STAMP)
 	$(BIN)/koji-mcp sandbox

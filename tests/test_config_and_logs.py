@@ -62,7 +62,7 @@ def test_defaults() -> None:
     [
         ({"KOJI_BASE_URL": "koji.so"}, "KOJI_BASE_URL must start with http:// or https://"),
         ({"KOJI_TIMEOUT": "soon"}, "KOJI_TIMEOUT must be a number of seconds"),
-        ({"KOJI_TIMEOUT": "-1"}, "invalid setting timeout"),
+        ({"KOJI_TIMEOUT": "-1"}, "KOJI_TIMEOUT must be greater than 0 (got -1.0)"),
         ({"KOJI_MCP_READ_ONLY": "maybe"}, "KOJI_MCP_READ_ONLY must be true or false"),
     ],
 )

@@ -277,3 +277,92 @@ def test_write_refuses_files_it_cannot_merge_and_leaves_them_alone(capsys, tmp_p
     assert err == f"koji-mcp config: not writing {path}: {why}\n"
     assert path.read_text() == content
     assert backups(path) == []
+
+
+# -- more hosts: Claude Code, Windsurf, Zed ------------------------------------------------------
+
+
+def test_claude_code_prints_the_claude_mcp_add_line_and_runs_nothing(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `claude` to run, and nothing is run anyway
+    for flags in ([], ["--write"]):
+        code, out, err = run(capsys, "claude-code", *flags)
+        assert code == 0
+        server = " ".join([COMMAND, *PREFIX, "serve"])
+        assert out == f'claude mcp add koji --transport stdio --scope user --env KOJI_API_KEY="$KOJI_API_KEY" -- {server}\n'
+        assert "koji-mcp never runs it for you" in err and "export KOJI_API_KEY=" in err
+    assert "not even with --write" in err
+    assert list(tmp_path.iterdir()) == []  # wrote nothing
+    code, out, err = run(capsys, "claude-code", "--sandbox", "--name", "koji-try")
+    assert code == 0 and out == f"claude mcp add koji-try --transport stdio --scope user -- {server} --sandbox\n"
+    assert "KOJI_API_KEY" not in out + err
+    code, _, err = run(capsys, "claude-code", "--write", "--config-path", str(tmp_path / "x.json"))
+    assert code == 2 and "no --config-path" in err
+
+
+def test_windsurf_snippet_and_file(capsys, tmp_path, monkeypatch) -> None:
+    code, out, err = run(capsys, "windsurf")
+    assert code == 0
+    assert json.loads(out) == {"mcpServers": {"koji": entry("serve", env={"KOJI_API_KEY": "pk_live_…"})}}
+    assert err.splitlines()[0] == 'Windsurf: put this under "mcpServers" in its config file, then restart Windsurf:'
+    assert err.splitlines()[1:3] == ["  macOS, Linux: ~/.codeium/windsurf/mcp_config.json",
+                                     "  Windows:      %USERPROFILE%\\.codeium\\windsurf\\mcp_config.json"]
+    assert "Windsurf starts the server without your shell's startup files" in err and "Claude" not in err
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out, _ = run(capsys, "windsurf", "--write")
+    path = tmp_path / ".codeium" / "windsurf" / "mcp_config.json"
+    assert code == 0 and out == f'added server "koji" in {path}\n'
+    assert json.loads(path.read_text()) == {"mcpServers": {"koji": entry("serve", env={"KOJI_API_KEY": "pk_live_…"})}}
+
+
+def test_zed_snippet_uses_context_servers_in_its_settings_file(capsys, tmp_path, monkeypatch) -> None:
+    code, out, err = run(capsys, "zed")
+    assert code == 0
+    assert json.loads(out) == {"context_servers": {"koji": entry("serve", env={"KOJI_API_KEY": "pk_live_…"})}}
+    assert err.splitlines()[1:3] == ["  macOS, Linux: ~/.config/zed/settings.json (Zed: Open Settings)",
+                                     "  Windows:      %APPDATA%\\Zed\\settings.json"]
+    assert "Claude" not in err
+    settings = tmp_path / "zed" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"theme": "One Dark", "context_servers": {"other": {"command": "x"}}}))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setattr(sys, "platform", "linux")
+    code, out, _ = run(capsys, "zed", "--sandbox", "--write")
+    assert code == 0 and out == f'added server "koji" in {settings}\n'
+    assert json.loads(settings.read_text()) == {"theme": "One Dark", "context_servers": {
+        "other": {"command": "x"}, "koji": entry("serve", "--sandbox")}}
+
+
+def test_default_paths_of_the_new_hosts() -> None:
+    assert default_config_path("windsurf", "darwin", {}, "/Users/ann") == PurePosixPath(
+        "/Users/ann/.codeium/windsurf/mcp_config.json")
+    assert default_config_path("windsurf", "win32", {}, "C:\\Users\\ann") == PureWindowsPath(
+        "C:\\Users\\ann\\.codeium\\windsurf\\mcp_config.json")
+    assert default_config_path("zed", "darwin", {"XDG_CONFIG_HOME": "/x"}, "/Users/ann") == PurePosixPath(
+        "/Users/ann/.config/zed/settings.json")
+    assert default_config_path("zed", "linux", {"XDG_CONFIG_HOME": "/x"}, "/home/ann") == PurePosixPath(
+        "/x/zed/settings.json")
+    assert default_config_path("zed", "win32", {"APPDATA": "C:\\Users\\ann\\AppData\\Roaming"}, "C:\\Users\\ann") == \
+        PureWindowsPath("C:\\Users\\ann\\AppData\\Roaming\\Zed\\settings.json")
+    assert default_config_path("claude-code") is None
+
+
+@pytest.mark.parametrize("host", ["cursor", "vscode"])
+def test_cursor_and_vscode_explain_paths_in_their_own_terms(capsys, host: str) -> None:
+    _, _, err = run(capsys, host)
+    assert "Claude" not in err
+    title = "Cursor" if host == "cursor" else "VS Code"
+    assert f"The command is an absolute path on purpose: {title} " in err
+
+
+def test_sandbox_write_over_a_real_entry_drops_the_real_key(capsys, tmp_path) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    real = {"KOJI_API_KEY": "pk_live_" + "r" * 32, "HTTPS_PROXY": "http://proxy:3128"}
+    path.write_text(json.dumps({"mcpServers": {"koji": {"command": "/old/koji-mcp", "args": ["serve"], "env": real}}}))
+    code, _, _ = run(capsys, "claude", "--write", "--sandbox", "--config-path", str(path))
+    assert code == 0
+    assert json.loads(path.read_text())["mcpServers"]["koji"] == entry("serve", "--sandbox",
+                                                                        env={"HTTPS_PROXY": "http://proxy:3128"})
+    path.write_text(json.dumps({"mcpServers": {"koji": {"command": "/old/koji-mcp", "env": {"KOJI_API_KEY": "pk_live_x"}}}}))
+    assert run(capsys, "claude", "--write", "--sandbox", "--config-path", str(path))[0] == 0
+    assert json.loads(path.read_text())["mcpServers"]["koji"] == entry("serve", "--sandbox")

@@ -30,6 +30,16 @@ def test_server_json_version_and_package_match_the_code() -> None:
     assert 1 <= len(SERVER_JSON["description"]) <= 100  # the registry's limit
 
 
+def test_server_json_names_the_package_pyproject_builds() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    [package] = SERVER_JSON["packages"]
+    assert package["identifier"] == project["name"] == "koji-mcp"
+    assert SERVER_JSON["name"].endswith("/" + project["name"])
+    assert project["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
 def test_server_json_env_vars_are_documented_and_the_key_is_secret() -> None:
     env = {var["name"]: var for var in SERVER_JSON["packages"][0]["environmentVariables"]}
     undocumented = [name for name in env if f"`{name}`" not in README]

@@ -48,8 +48,8 @@ def test_rows_without_external_id_are_counted() -> None:
         ("external_id,,x\na,b,c\n", "header column(s) [2] have no name"),
         ("external_id,x,x\na,b,c\n", "duplicate header column(s): x"),
         ("external_id,display_name\n", "no participant rows follow"),
-        ("external_id,x\na,1\nb\n", "line 3: 1 cells but the header has 2 columns"),
-        ("external_id,display_name\n" + "a" * 201 + ",Ann\n", "line 2, column external_id: String should have at most 200 characters"),
+        ("external_id,x\na,1\nb\n", "row 2 (line 3): 1 cell but the header has 2 columns"),
+        ("external_id,display_name\n" + "a" * 201 + ",Ann\n", "row 1 (line 2), column external_id: String should have at most 200 characters"),
     ],
 )
 def test_errors_name_the_problem(text, message) -> None:
@@ -63,7 +63,15 @@ def test_all_errors_are_listed_before_anything_is_sent() -> None:
     with pytest.raises(ParticipantsError) as info:
         parse_participants(text, source="p.csv")
     assert str(info.value).startswith("p.csv: 3 problem(s); nothing was sent:")
-    assert [line.split(",")[0].strip() for line in str(info.value).splitlines()[1:]] == ["line 3", "line 5", "line 7"]
+    assert [line.split(",")[0].strip() for line in str(info.value).splitlines()[1:]] == ["row 2 (line 3)", "row 4 (line 5)", "row 6 (line 7)"]
+
+
+def test_errors_number_rows_like_the_results_csv_and_give_the_file_line() -> None:
+    """Blank lines and multi-line cells are not rows: row N is the Nth participant, as in FILE.results.csv."""
+    text = 'external_id,display_name\n\nok,"Ann\nSmith"\n' + "a" * 201 + ",Bob\n"
+    with pytest.raises(ParticipantsError) as info:
+        parse_participants(text, source="p.csv")
+    assert str(info.value).splitlines()[1] == "  row 2 (line 5), column external_id: String should have at most 200 characters"
 
 
 def test_file_level_errors(tmp_path) -> None:

@@ -74,3 +74,41 @@ async def test_tools_are_built_on_first_call_only(settings) -> None:
         assert server._built == {}
         await c.call_tool("list_interviews", {})
     assert list(server._built) == ["list_interviews"]
+
+
+def _untyped(node: object, path: str) -> list[str]:
+    """Places where a schema says nothing about a value (`{}`), or an array has no item type."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node == {}:
+            found.append(path)
+        if node.get("type") == "array" and not isinstance(node.get("items"), dict):
+            found.append(path + " (array without items)")
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                for name, child in value.items():
+                    found += _untyped(child, f"{path}.{name}")
+            elif key in ("items", "additionalProperties") or key in ("anyOf", "oneOf", "allOf"):
+                children = value if isinstance(value, list) else [value]
+                for i, child in enumerate(children):
+                    found += _untyped(child, f"{path}.{key}[{i}]" if isinstance(value, list) else f"{path}[]")
+    return found
+
+
+def test_every_output_schema_types_its_items() -> None:
+    """Strict clients (Inspector --strict) reject `{}` schemas such as an untyped `transcript.items`."""
+    from koji_mcp.server.tools.catalog import load_catalog
+
+    problems = [p for name, tool in load_catalog().items()
+                for p in _untyped(tool.get("outputSchema", {"type": "object"}), name)]
+    assert problems == []
+    transcript = load_catalog()["get_interview"]["outputSchema"]["properties"]["transcript"]
+    assert transcript["items"]["type"] == "object"
+    assert {"role", "content", "message_id", "created_at"} <= set(transcript["items"]["properties"])
+
+
+def test_transcript_messages_stay_readable_when_koji_sends_odd_values() -> None:
+    from koji_mcp.server.tools.read import TranscriptMessage
+
+    odd = TranscriptMessage.model_validate({"role": "respondent", "content": {"text": "hi"}, "reaction": 1})
+    assert odd.model_dump(exclude_none=True) == {"role": "respondent", "content": '{"text": "hi"}', "reaction": 1}

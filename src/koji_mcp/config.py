@@ -27,6 +27,7 @@ from koji_mcp.logs import mask_userinfo
 DEFAULT_BASE_URL = "https://koji.so"
 KEY_PREFIX = "pk_live_"
 MEMORY_STATE_DIR = ":memory:"
+SANDBOX_SUBDIR = "sandbox"  # with --sandbox, the ledger and the sandbox's interviews live here, apart
 EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand uses
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -127,6 +128,14 @@ class Settings(BaseModel):
             return f"KOJI_API_KEY does not start with {KEY_PREFIX!r}; Koji keys normally do"
         return None
 
+    @property
+    def ledger_dir(self) -> str:
+        """Where the ledger lives: the state dir, or its `sandbox/` subdirectory with --sandbox, so that
+        sandbox data never mixes with real data (`:memory:` stays `:memory:`)."""
+        if self.sandbox and self.state_dir != MEMORY_STATE_DIR:
+            return str(Path(self.state_dir).expanduser() / SANDBOX_SUBDIR)
+        return self.state_dir
+
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **flags: Any) -> Settings:
         """Merge env (`KOJI_*`) with explicit flags (flags win; None means "not given")."""
@@ -166,20 +175,24 @@ class Settings(BaseModel):
             values["oauth_owner_claim"] = env["KOJI_MCP_OAUTH_OWNER_CLAIM"].strip()
         if env.get("KOJI_MCP_OAUTH"):
             values["oauth"] = _oauth_mode(env["KOJI_MCP_OAUTH"])
+        # where each value came from, so that an error names what the user actually set
+        sources = {field: var for field, var in _ENV_NAMES.items() if env.get(var)}
         for name, value in flags.items():
             if value is not None:
                 values[name] = _names(value) if name == "tools" and isinstance(value, str) else value
+                sources[name] = "--" + name.replace("_", "-")
         try:
             return cls(**values)
         except ValidationError as exc:
-            raise ConfigError(_first_error(exc)) from None
+            raise ConfigError(_first_error(exc, sources)) from None
 
-    def require_api_key(self) -> None:
-        """Refuse to serve real Koji without a key (the sandbox brings its own)."""
+    def require_api_key(self, without_account: str = "run `koji-mcp serve --sandbox`") -> None:
+        """Refuse to serve real Koji without a key (the sandbox brings its own); `without_account` says
+        what the command at hand offers instead."""
         if self.api_key is None and not self.sandbox:
             raise ConfigError(
                 "KOJI_API_KEY is not set: export your Koji API key (pk_live_…, Dashboard > Profile > "
-                "API Keys), or run `koji-mcp serve --sandbox` to try koji-mcp without an account"
+                f"API Keys), or {without_account} to try koji-mcp without an account"
             )
 
     def require_secure_upstream(self) -> None:
@@ -230,7 +243,22 @@ def _names_of(items: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in items or () if item.strip())
 
 
-def _first_error(exc: ValidationError) -> str:
+_ENV_NAMES = {"api_key": "KOJI_API_KEY", "base_url": "KOJI_BASE_URL", "timeout": "KOJI_TIMEOUT",
+              "connect_timeout": "KOJI_CONNECT_TIMEOUT", "rate_limit_window": "KOJI_RATE_LIMIT_WINDOW",
+              "state_dir": "KOJI_MCP_STATE_DIR", "read_only": "KOJI_MCP_READ_ONLY", "tools": "KOJI_MCP_TOOLS",
+              "log_level": "KOJI_MCP_LOG_LEVEL", "public_url": "KOJI_MCP_PUBLIC_URL",
+              "oauth_issuer": "KOJI_MCP_OAUTH_ISSUER", "oauth_owner_claim": "KOJI_MCP_OAUTH_OWNER_CLAIM",
+              "oauth": "KOJI_MCP_OAUTH", "allow_insecure_upstream": "KOJI_MCP_ALLOW_INSECURE_UPSTREAM"}
+
+
+def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "settings"
-    return f"invalid setting {field}: {err['msg'].removeprefix('Value error, ')}"
+    message = err["msg"].removeprefix("Value error, ")
+    if message.startswith(("KOJI_", "--")):  # the validator already named the variable or flag
+        return message
+    where = sources.get(field)
+    given = f" (got {err['input']!r})" if where and field != "api_key" and not isinstance(err.get("input"), dict) else ""
+    if where and message.startswith("Input should be "):  # pydantic's words, said of what the user set
+        return f"{where} must be {message.removeprefix('Input should be ')}{given}"
+    return f"{where}: {message}{given}" if where else f"invalid setting {field}: {message}"

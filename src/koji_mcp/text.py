@@ -75,7 +75,7 @@ def clean_koji_text(text: str, limit: int = MAX_KOJI_TEXT) -> str:
     """Strip invisible characters and cap length; say how much was cut."""
     text = strip_invisible(text)
     if len(text) > limit:
-        text = text[:limit] + f"… [{len(text) - limit} more characters cut]"
+        text = text[:limit] + f"… [{plural(len(text) - limit, 'more character')} cut]"
     return text
 
 
@@ -122,3 +122,8 @@ def fence(label: str, text: str) -> str:
     """Delimit Koji's text; anything inside that imitates a marker is defused."""
     body = defuse_markers(clean_koji_text(text))
     return f"{BEGIN.format(label=label)}\n{body}\n{END.format(label=label)}"
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """'1 message', '3 messages' (with an irregular `plural_form` when the noun needs one)."""
+    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"

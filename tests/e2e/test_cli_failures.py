@@ -45,9 +45,11 @@ def people(tmp_path: Path) -> Path:
     return path
 
 
-def newer_ledger(state: Path) -> Path:
-    state.mkdir()
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
+def newer_ledger(state: Path, *, sandbox: bool = False) -> Path:
+    """A ledger from a newer koji-mcp; with `sandbox`, the one `--sandbox` uses (STATE/sandbox/)."""
+    where = state / "sandbox" if sandbox else state
+    where.mkdir(parents=True)
+    with sqlite3.connect(where / "ledger.sqlite3") as db:
         db.execute("PRAGMA user_version = 99")
     return state
 
@@ -55,14 +57,14 @@ def newer_ledger(state: Path) -> Path:
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_batch_on_a_corrupt_ledger(people, tmp_path, dry_run) -> None:
     state = tmp_path / "state"
-    state.mkdir()
-    (state / "ledger.sqlite3").write_bytes(os.urandom(4096))
+    (state / "sandbox").mkdir(parents=True)  # --sandbox keeps its ledger in STATE/sandbox/
+    (state / "sandbox" / "ledger.sqlite3").write_bytes(os.urandom(4096))
     proc = koji_mcp("batch", str(people), "--sandbox", *(["--dry-run"] if dry_run else []), state=state)
     one_line(proc, 2, "koji-mcp batch:", "not a readable SQLite database", "--state-dir")
 
 
 def test_batch_on_a_newer_schema_ledger(people, tmp_path) -> None:
-    proc = koji_mcp("batch", str(people), "--sandbox", "--dry-run", state=newer_ledger(tmp_path / "state"))
+    proc = koji_mcp("batch", str(people), "--sandbox", "--dry-run", state=newer_ledger(tmp_path / "state", sandbox=True))
     one_line(proc, 2, "newer koji-mcp (schema v99)", "upgrade koji-mcp")
 
 
@@ -76,7 +78,7 @@ def test_batch_on_a_locked_ledger(people, tmp_path) -> None:
     assert koji_mcp("batch", str(people), "--sandbox", "--dry-run", state=state).returncode == 0  # creates it
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3, sys, time\n"
-         f"db = sqlite3.connect({str(state / 'ledger.sqlite3')!r}, isolation_level=None)\n"
+         f"db = sqlite3.connect({str(state / 'sandbox' / 'ledger.sqlite3')!r}, isolation_level=None)\n"
          "db.execute('PRAGMA locking_mode=EXCLUSIVE'); db.execute('BEGIN EXCLUSIVE')\n"
          "print('locked', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, text=True)
@@ -113,7 +115,7 @@ def test_a_csv_cell_over_the_csv_module_limit_is_bad_input(tmp_path) -> None:
     path.write_text("external_id,display_name,notes\nu1,Ann,ok\nu2,Bob," + "x" * 140_000 + "\n")
     proc = koji_mcp("batch", str(path), "--sandbox", "--dry-run", state=tmp_path / "state")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert "line 3, column metadata: value of 'notes' is longer than 2000 characters" in proc.stderr
+    assert "row 2 (line 3), column metadata: value of 'notes' is longer than 2000 characters" in proc.stderr
 
 
 @pytest.mark.parametrize("port", ["99999", "0", "http"])

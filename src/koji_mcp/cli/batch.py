@@ -30,12 +30,13 @@ from koji_mcp.interviews.batches import (
     summarize,
 )
 from koji_mcp.config import EXIT_USAGE, ConfigError, Settings
-from koji_mcp.interviews.ledger import LOCAL_OWNER
+from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
 from koji_mcp.logs import setup_logging
 from koji_mcp.text import clean_koji_text
 from koji_mcp.koji.models import LOCALE_PATTERN
 from koji_mcp.cli.failures import ledger_failure
 from koji_mcp.cli.participants import ParticipantsError, read_participants
+from koji_mcp.text import plural
 
 COLUMNS = ["row", "external_id", "display_name", "outcome", "interview_id", "error_code", "message"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as a formula (OWASP CSV injection)
@@ -108,8 +109,9 @@ def run_batch_command(args: argparse.Namespace) -> int:
         settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
                                  sandbox=True if args.sandbox else None,
                                  allow_insecure_upstream=True if args.allow_insecure_upstream else None)
-        settings.require_api_key()
-        settings.require_secure_upstream()
+        if not args.dry_run:  # a dry run sends nothing, so it needs no key
+            settings.require_api_key("add --sandbox (a local Koji) or --dry-run (sends nothing)")
+            settings.require_secure_upstream()
         participants = read_participants(args.file)
     except (ConfigError, ParticipantsError) as exc:
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
@@ -124,7 +126,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     respondents = participants.respondents
     if participants.missing_external_ids:
         print(f"warning: {missing_external_ids_warning(participants.missing_external_ids)}", file=sys.stderr)
-    out = Path(args.out) if args.out else Path(args.file).with_suffix(".results.csv")
+    out = results_path(args)
     try:  # find out now, not after spending credits, that the results cannot be written
         with tempfile.NamedTemporaryFile(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent):
             pass
@@ -134,12 +136,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     progress = Progress(len(respondents), sys.stderr if tty else sys.stdout, tty)
     try:
-        outcomes = anyio.run(_run, settings, args, respondents, progress)
-    except ConfigError as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
+        outcomes = anyio.run(_run, settings, args, respondents, progress, out)
+    except (ConfigError, WouldOverwrite) as exc:  # e.g. an unsafe state dir (interviews.ledger.UnsafeStateDir)
         print(f"koji-mcp batch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - only ledger failures are explained; the rest re-raise
-        failure = ledger_failure(exc, settings.state_dir)
+        failure = ledger_failure(exc, settings.ledger_dir)
         if failure is None:
             raise
         print(f"koji-mcp batch: {failure[0]}", file=sys.stderr)
@@ -165,7 +167,43 @@ def run_batch_command(args: argparse.Namespace) -> int:
     return 0 if not (counts["failed"] or counts["unknown"] or counts["not_reached"]) else 1
 
 
-async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress) -> list[BatchOutcome]:
+def results_path(args: argparse.Namespace) -> Path:
+    """--out, else FILE.results.csv; a dry run gets its own name so it never replaces real results."""
+    if args.out:
+        return Path(args.out)
+    return Path(args.file).with_suffix(".dry-run.csv" if args.dry_run else ".results.csv")
+
+
+class WouldOverwrite(Exception):
+    """The results file lists started interviews that the new file would lose."""
+
+
+def check_overwrite(out: Path, args: argparse.Namespace, ledger: Ledger) -> None:
+    """Refuse to replace a results file holding started interviews, unless nothing would be lost.
+
+    A plain rerun (no --force, same ledger) lists every earlier interview again as skipped, with its
+    interview_id, so it may replace the file; a dry run, a --force run or a file from another ledger may not.
+    """
+    if args.overwrite:
+        return
+    try:
+        with open(out, newline="", encoding="utf-8") as handle:
+            ids = [row.get("interview_id") for row in csv.DictReader(handle)]
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError, csv.Error):
+        ids = ["?"]  # unreadable: treat it as precious
+    ids = [i for i in ids if i]
+    if not ids:
+        return
+    lost = args.dry_run or args.force or not all(ledger.knows(i, LOCAL_OWNER) for i in ids)
+    if lost:
+        raise WouldOverwrite(f"{out} already lists {plural(len(ids), 'started interview')}; choose another "
+                             "--out, or pass --overwrite to replace it")
+
+
+async def _run(settings: Settings, args: argparse.Namespace, respondents: list, progress: Progress,
+               out: Path) -> list[BatchOutcome]:
     from koji_mcp.interviews.services import open_services
 
     stop = anyio.Event()
@@ -179,6 +217,7 @@ async def _run(settings: Settings, args: argparse.Namespace, respondents: list, 
         # run_batch checks this too; here a ledger that lost rows fails as itself (exit 2), before a
         # task group would wrap it in an ExceptionGroup
         services.ledger.check_intact()
+        check_overwrite(out, args, services.ledger)  # before anything is sent
         async with anyio.create_task_group() as group:
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

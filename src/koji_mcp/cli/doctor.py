@@ -48,6 +48,7 @@ from koji_mcp.koji.errors import (
     Unauthorized,
 )
 from koji_mcp.logs import mask, mask_userinfo
+from koji_mcp.text import plural
 from koji_mcp.server.tools import ALL_TOOLS, UnknownToolName, select_specs
 
 TIMEOUT = 5.0
@@ -306,10 +307,6 @@ def _wait(seconds: float | None) -> str:
 
 def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _proxy_for(url: httpx.URL) -> str | None:

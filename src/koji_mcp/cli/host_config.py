@@ -30,8 +30,12 @@ VSCODE_INPUT = {
     "description": "Koji API key (pk_live_…)",
     "password": True,
 }
-TITLES = {"claude": "Claude Desktop", "cursor": "Cursor", "vscode": "VS Code", "chatgpt": "ChatGPT"}
-SERVERS_KEY = {"claude": "mcpServers", "cursor": "mcpServers", "vscode": "servers"}
+TITLES = {"claude": "Claude Desktop", "claude-code": "Claude Code", "cursor": "Cursor", "vscode": "VS Code",
+          "windsurf": "Windsurf", "zed": "Zed", "chatgpt": "ChatGPT"}
+HOSTS = tuple(TITLES)
+# The key each host's file keeps its servers under (hosts with a JSON file koji-mcp can merge into).
+SERVERS_KEY = {"claude": "mcpServers", "cursor": "mcpServers", "vscode": "servers", "windsurf": "mcpServers",
+               "zed": "context_servers"}
 
 # Where each host keeps its config, as people type it on each OS (shown on stderr).
 LOCATIONS: dict[str, list[tuple[str, str]]] = {
@@ -49,6 +53,29 @@ LOCATIONS: dict[str, list[tuple[str, str]]] = {
         ("Windows user", r"%APPDATA%\Code\User\mcp.json"),
         ("Linux user", "~/.config/Code/User/mcp.json"),
     ],
+    "windsurf": [
+        ("macOS, Linux", "~/.codeium/windsurf/mcp_config.json"),
+        ("Windows", r"%USERPROFILE%\.codeium\windsurf\mcp_config.json"),
+    ],
+    "zed": [
+        ("macOS, Linux", "~/.config/zed/settings.json (Zed: Open Settings)"),
+        ("Windows", r"%APPDATA%\Zed\settings.json"),
+    ],
+}
+
+# Why the command must be absolute, in each host's own terms (shown on stderr).
+PATH_WHY = {
+    "claude": "Claude Desktop (started from the Dock or Start menu) does not inherit your shell's PATH, so a "
+              "bare `koji-mcp` fails with ENOENT / \"command not found\".",
+    "cursor": "Cursor launches the server with the environment Cursor itself was started with (from the Dock or "
+              "Start menu: not your shell's PATH), so a bare `koji-mcp` fails with \"command not found\".",
+    "vscode": "VS Code starts the server without running your shell's startup files, so the PATH your "
+              "terminal has (an activated venv, pipx's ~/.local/bin) may be missing and a bare `koji-mcp` "
+              "fails to start.",
+    "windsurf": "Windsurf starts the server without your shell's startup files, so a bare `koji-mcp` that only "
+                "your terminal's PATH knows (a venv, pipx's ~/.local/bin) fails with \"command not found\".",
+    "zed": "Zed runs the command with its own environment (from the Dock or a desktop launcher it does not "
+           "see your shell's PATH), so a bare `koji-mcp` may not be found.",
 }
 
 
@@ -99,6 +126,13 @@ def default_config_path(host: str, platform: str | None = None, env: dict[str, s
     pure: type[PurePath] = PureWindowsPath if windows else PurePosixPath
     if host == "cursor":
         return pure(home, ".cursor", "mcp.json")
+    if host == "windsurf":  # %USERPROFILE% is the home directory on Windows too
+        return pure(home, ".codeium", "windsurf", "mcp_config.json")
+    if host == "zed":
+        if windows:
+            return pure(env.get("APPDATA") or pure(home, "AppData", "Roaming"), "Zed", "settings.json")
+        config = env.get("XDG_CONFIG_HOME") if platform != "darwin" else None
+        return pure(config or pure(home, ".config"), "zed", "settings.json")
     if host not in ("claude", "vscode"):
         return None
     if windows:
@@ -128,7 +162,11 @@ def merge_entry(existing: dict[str, Any], host: str, name: str, new: dict[str, A
     entry = dict(new[key][name])
     old = servers.get(name)
     if isinstance(old, dict) and isinstance(old.get("env"), dict):
-        entry["env"] = {**entry.get("env", {}), **old["env"]}
+        kept = dict(old["env"])
+        if "env" not in entry:  # a sandbox entry: never leave a real key in it
+            kept.pop("KOJI_API_KEY", None)
+        if kept or "env" in entry:
+            entry["env"] = {**entry.get("env", {}), **kept}
     servers[name] = entry
     merged[key] = servers
     if "inputs" in new:
@@ -208,9 +246,7 @@ def _explain(host: str, name: str, sandbox: bool) -> None:
     title = TITLES[host]
     _say(f'{title}: put this under "{SERVERS_KEY[host]}" in its config file, then restart {title}:')
     _say(*(f"  {where + ':':<14}{path}" for where, path in LOCATIONS[host]))
-    _say("The command is an absolute path on purpose: Claude Desktop (and other apps started from the Dock or "
-         "Start menu) does not inherit your shell's PATH, so a bare `koji-mcp` fails with ENOENT / "
-         "\"command not found\".")
+    _say(f"The command is an absolute path on purpose: {PATH_WHY[host]}")
     if sandbox:
         _say("This entry runs koji-mcp on its built-in sandbox: no Koji account or API key needed.")
     elif host == "vscode":
@@ -255,6 +291,18 @@ def chatgpt_instructions(*, sandbox: bool, executable: str | None = None) -> str
 
 def _quote(arg: str) -> str:
     return f'"{arg}"' if any(c.isspace() for c in arg) else arg
+
+
+def claude_code_command(name: str, *, sandbox: bool, executable: str | None = None) -> str:
+    """The `claude mcp add` line for Claude Code (which keeps its own config: the CLI edits it).
+
+    The name comes first, so `--env` (which takes several values) cannot swallow it; the key comes from
+    the shell's KOJI_API_KEY, so it never lands in the shell history.
+    """
+    command, prefix = server_command(executable)
+    server = " ".join(_quote(a) for a in [command, *prefix, "serve", *(["--sandbox"] if sandbox else [])])
+    env = "" if sandbox else ' --env KOJI_API_KEY="$KOJI_API_KEY"'
+    return f"claude mcp add {_quote(name)} --transport stdio --scope user{env} -- {server}"
 
 
 def _write(host: str, name: str, sandbox: bool, config_path: str | None) -> int:
@@ -305,6 +353,21 @@ def run_config_command(args: argparse.Namespace) -> int:
         text = chatgpt_instructions(sandbox=sandbox)
         print(text if _utf8(sys.stdout) else text.replace("…", "..."))
         return 0
+    if host == "claude-code":
+        if args.config_path:
+            print("koji-mcp config: Claude Code keeps its own config; `claude mcp add` writes it, so there is no "
+                  "--config-path", file=sys.stderr)
+            return EXIT_USAGE
+        print(claude_code_command(name, sandbox=sandbox))
+        _say("Run that line in a terminal: Claude Code's own `claude mcp add` writes its config (koji-mcp "
+             "never runs it for you" + (", not even with --write" if args.write else "") + ").",
+             "--scope user makes koji available in every project; use --scope project to share it through "
+             "the project's .mcp.json, or leave --scope out for this directory only.")
+        if not sandbox:
+            _say("Export your key first (export KOJI_API_KEY=pk_live_…, Dashboard > Profile > API Keys); the "
+                 "command reads it from your shell.")
+        _say("Then `claude mcp list` shows whether it connects.")
+        return 0
     if args.write:
         return _write(host, name, sandbox, args.config_path)
     doc = snippet(host, name, sandbox=sandbox)
@@ -317,6 +380,7 @@ def run_config_command(args: argparse.Namespace) -> int:
 __all__ = [
     "ConfigFileError",
     "chatgpt_instructions",
+    "claude_code_command",
     "default_config_path",
     "merge_entry",
     "read_config",

@@ -61,9 +61,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH. "
         "Flags override the environment.",
     )
-    p.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio",
+    p.add_argument("--transport", choices=["stdio", "sse", "streamable-http", "http"], default="stdio",
                    help="how MCP clients connect: stdio (default, for desktop hosts), streamable-http "
-                   "(endpoint /mcp) or sse (endpoint /sse)")
+                   "(endpoint /mcp; `http` is the same, as hosts call it) or sse (endpoint /sse)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to bind for HTTP transports (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=port_number, default=8000, help="port for HTTP transports, 1-65535 (default 8000)")
@@ -145,7 +145,8 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
         "display_name; every other column becomes respondent metadata (numbers and true/false are typed). "
         "The whole file is validated before anything is sent. Participants already in the ledger are "
         "skipped, so rerunning after a failure or Ctrl-C resumes where it stopped.",
-        epilog="Uses KOJI_API_KEY, KOJI_BASE_URL and KOJI_MCP_STATE_DIR like `serve`. Exit code 0 when "
+        epilog="Uses KOJI_API_KEY (not needed for --dry-run or --sandbox), KOJI_BASE_URL and KOJI_MCP_STATE_DIR "
+        "like `serve`; --sandbox keeps its ledger and interviews in STATE_DIR/sandbox/. Exit code 0 when "
         "everyone was started or skipped, 1 when some failed, are unknown or were not reached (an unknown start "
         "stays unknown on every rerun until `koji-mcp ledger resolve` settles it), 2 on bad input or a state dir "
         "or ledger that is unsafe to use (others can write it, or it lost rows).",
@@ -157,7 +158,10 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; send nothing")
     p.add_argument("--force", action="store_true",
                    help="also start participants whose external_id is already in the ledger")
-    p.add_argument("--out", metavar="RESULTS.csv", help="where to write results (default: FILE.results.csv)")
+    p.add_argument("--out", metavar="RESULTS.csv",
+                   help="where to write results (default: FILE.results.csv, or FILE.dry-run.csv for --dry-run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a results file that lists started interviews the new results would not keep")
     _koji_args(p, sandbox_help="run against an in-process sandbox (for trying it out)")
     _insecure_upstream_arg(p)
     p.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS,
@@ -180,11 +184,14 @@ def _doctor_parser(sub: argparse._SubParsersAction) -> None:
 def _config_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "config",
-        help="print (or write) a ready MCP config snippet for Claude Desktop, Cursor, VS Code or ChatGPT",
+        help="print (or write) a ready MCP config entry for Claude Desktop, Claude Code, Cursor, VS Code, "
+        "Windsurf, Zed or ChatGPT",
         description="Print a config snippet with absolute paths to this installation (hosts do not inherit "
-        "your PATH), and where the host's config file lives on macOS, Windows and Linux.",
+        "your PATH), and where the host's config file lives on macOS, Windows and Linux. For Claude Code it "
+        "prints the `claude mcp add` command to run; for ChatGPT, the steps to serve it over HTTPS.",
     )
-    p.add_argument("host", choices=["claude", "cursor", "vscode", "chatgpt"], help="which MCP host")
+    p.add_argument("host", choices=["claude", "claude-code", "cursor", "vscode", "windsurf", "zed", "chatgpt"],
+                   help="which MCP host")
     p.add_argument("--write", action="store_true",
                    help="merge the entry into the host's config file (after a backup; other servers are kept)")
     p.add_argument("--config-path", metavar="PATH", help="the config file to write (default: the host's usual one)")
@@ -256,10 +263,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list in (["-h"], ["--help"]):
         print(_full_help(build_parser()))
         return 0
+    if args_list and not args_list[0].startswith("-") and args_list[0] not in SUBCOMMANDS:
+        print(f"koji-mcp: unknown subcommand {args_list[0]!r}; choose from {', '.join(SUBCOMMANDS)} "
+              "(koji-mcp --help explains each)", file=sys.stderr)
+        return EXIT_USAGE
     if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in ("--version",)):
         args_list.insert(0, "serve")
     parser = build_parser(only=args_list[0] if args_list[0] in SUBCOMMANDS else None)
-    args = parser.parse_args(args_list)
+    args, extra = parser.parse_known_args(args_list)
+    if extra:  # report it with the subcommand's usage, not the top level's
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "transport", None) == "http":
+        args.transport = "streamable-http"
     try:
         if args.command == "serve":
             from koji_mcp.cli.serve import run_serve

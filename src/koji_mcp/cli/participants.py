@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from koji_mcp.koji.models import MAX_METADATA_KEYS, Respondent
+from koji_mcp.text import plural
 
 MAX_ROWS = 5_000
 MAX_BYTES = 10 * 1024 * 1024
@@ -89,13 +90,17 @@ def _parse_rows(reader: Any, source: str, max_rows: int) -> Participants:
     errors: list[str] = []
     respondents: list[Respondent] = []
     missing_ids = 0
-    for number, cells in enumerate(reader, start=2):
+    row_number = 0  # participant rows as the results CSV numbers them (header and blank lines not counted)
+    for cells in reader:
+        number = reader.line_num  # the file line where this row ends (what an editor shows)
         if not any(c.strip() for c in cells):
             continue
+        row_number += 1
+        where = f"row {row_number} (line {number})"
         if len(respondents) >= max_rows:
             raise ParticipantsError(f"{source}: more than {max_rows:,} participants; split the file")
         if len(cells) != len(header):
-            errors.append(f"line {number}: {len(cells)} cells but the header has {len(header)} columns")
+            errors.append(f"{where}: {plural(len(cells), 'cell')} but the header has {plural(len(header), 'column')}")
             continue
         row = dict(zip(header, (c.strip() for c in cells), strict=True))
         metadata = {k: typed(v) for k, v in row.items() if k not in KNOWN and v != ""}
@@ -105,7 +110,7 @@ def _parse_rows(reader: Any, source: str, max_rows: int) -> Participants:
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 column = str(err["loc"][0]) if err["loc"] else "row"
-                errors.append(f"line {number}, column {column}: {str(err['msg']).removeprefix('Value error, ')}")
+                errors.append(f"{where}, column {column}: {str(err['msg']).removeprefix('Value error, ')}")
         if not row.get("external_id"):
             missing_ids += 1
         if len(errors) >= MAX_ERRORS:

@@ -51,6 +51,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     args.tokens = tokens
+    if args.transport == "stdio" and sys.stdin.isatty():  # started by hand: say why it seems to hang
+        print("koji-mcp: this speaks MCP over stdio and waits for an MCP client (Claude Desktop, Cursor, …) on "
+              "stdin; to see it work, run `koji-mcp demo` (Ctrl-C to quit)", file=sys.stderr, flush=True)
     if settings.key_warning and not settings.sandbox:
         logger.warning(settings.key_warning)
     if args.transport != "stdio":
@@ -67,7 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"koji-mcp: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - ledger failures are explained, OS errors summed up, the rest re-raise
-        failure = ledger_failure(exc, settings.state_dir)
+        failure = ledger_failure(exc, settings.ledger_dir)
         if failure is not None:
             print(f"koji-mcp: {failure[0]}", file=sys.stderr)
             return failure[1]

@@ -539,6 +539,15 @@ class Ledger:
             ).fetchone()
         return _entry(row) if row else None
 
+    def knows(self, interview_id: str, owner: str = LOCAL_OWNER) -> bool:
+        """Whether this id is (or was, before `ledger resolve` settled it) one of the owner's rows."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT 1 FROM interviews WHERE base_url = ? AND owner = ? AND (interview_id = ? OR resolved_from = ?)",
+                (self.base_url, owner, interview_id, interview_id),
+            ).fetchone()
+        return row is not None
+
     def find_by_external_id(self, external_id: str, owner: str = LOCAL_OWNER) -> list[LedgerEntry]:
         """The interviews that hold this external_id, newest first (settled 'not_started' rows do not)."""
         with self._read() as db:

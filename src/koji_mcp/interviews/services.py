@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from koji_mcp.config import Settings
+from koji_mcp.config import MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.client import KojiClient
 from koji_mcp.interviews.ledger import Ledger
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger(__name__)
+
+SANDBOX_LEDGER_URL = "sandbox:"  # the in-process sandbox's port changes per run; its ledger rows are kept under this fixed origin
+SANDBOX_STATE_FILE = "sandbox-state.json"
 
 
 @dataclass
@@ -33,20 +36,35 @@ class Services:
 async def open_services(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> AsyncIterator[Services]:
-    """Start the in-process sandbox if asked, then the Koji client and the ledger."""
+    """Open the ledger, start the in-process sandbox if asked, then the Koji client.
+
+    With the sandbox, the ledger and the sandbox's own interviews live in `settings.ledger_dir`
+    (`<state dir>/sandbox/`), so successive `serve --sandbox` or `batch --sandbox` processes share
+    them as they would share Koji, and nothing of the sandbox enters the real ledger.
+    """
     async with AsyncExitStack() as stack:
         base_url, api_key = settings.base_url, None
+        ledger = Ledger.open(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else settings.base_url)
+        stack.callback(ledger.close)
         if settings.sandbox:
+            from pathlib import Path
+
             from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
                 DEMO_KEY,
+                SandboxConfig,
                 SandboxServer,
             )
 
-            sandbox = stack.enter_context(SandboxServer())
+            memory = settings.ledger_dir == MEMORY_STATE_DIR
+            state_file = None if memory else str(Path(settings.ledger_dir) / SANDBOX_STATE_FILE)
+            try:
+                sandbox = stack.enter_context(SandboxServer(SandboxConfig(state_file=state_file)))
+            except RuntimeError as exc:  # e.g. a damaged state file: say which, and how to start afresh
+                raise ConfigError(f"cannot start the sandbox: {exc}") from None
             base_url, api_key = sandbox.base_url, DEMO_KEY
-            logger.info("in-process Koji sandbox at %s", base_url)
+            logger.info("in-process Koji sandbox at %s (%s)", base_url,
+                        "in memory: its interviews end with this process" if memory else f"interviews kept in {state_file}")
         koji = KojiClient(settings, base_url=base_url, api_key=api_key, transport=transport)
         stack.push_async_callback(koji.aclose)
-        ledger = Ledger.open(settings.state_dir, koji.base_url)
-        stack.callback(ledger.close)
         yield Services(settings=settings, koji=koji, ledger=ledger)
+

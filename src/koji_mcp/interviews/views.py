@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from koji_mcp.text import clean_koji_text, clean_structure, fence, one_line
+from koji_mcp.text import clean_koji_text, clean_structure, fence, one_line, plural
 
 KNOWN = {
     "interview_id", "status", "mode", "locale", "respondent", "created_at", "updated_at", "completed_at",
@@ -157,7 +157,7 @@ def render_interview(v: dict[str, Any]) -> str:
         head += f" (reason {v['completion_reason']})"
     details = [f"{k} {v[k]}" for k in ("mode", "locale") if v.get(k)]
     if v.get("messages_count") is not None:
-        details.append(f"{v['messages_count']} messages")
+        details.append(plural(v["messages_count"], "message"))
     lines = [head + (", " + ", ".join(details) if details else "") + "."]
     person = v.get("respondent") or {}
     if person:
@@ -176,12 +176,13 @@ def render_interview(v: dict[str, Any]) -> str:
     if v.get("transcript") is not None:
         start = v.get("transcript_offset", 0)
         shown = len(v["transcript"])
-        lines.append(f"Transcript: messages {start + 1}-{start + shown} of {v.get('transcript_total', shown)}.")
+        lines.append(f"Transcript: messages {start + 1}-{start + shown} of {v.get('transcript_total', shown)}."
+                     if shown != 1 else f"Transcript: message {start + 1} of {v.get('transcript_total', shown)}.")
         lines.append(fence("TRANSCRIPT", "\n".join(f"[{m.get('role', '?')}] {m.get('content', '')}" for m in v["transcript"])))
         if v.get("next_transcript_offset") is not None:
             lines.append(f"More: call get_interview with include_transcript=true, transcript_offset={v['next_transcript_offset']}.")
     elif v.get("transcript_total"):
-        lines.append(f"Transcript: {v['transcript_total']} messages (pass include_transcript=true to read them).")
+        lines.append(f"Transcript: {plural(v['transcript_total'], 'message')} (pass include_transcript=true to read them).")
     return "\n".join(lines)
 
 

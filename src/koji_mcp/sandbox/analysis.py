@@ -10,7 +10,12 @@ yields the same analysis:
 * multiple_choice – every mentioned option, in the brief's option order;
 * ranking – mentioned options ordered by their first appearance in the reply;
 * yes_no – yes/yeah/yep/sure/definitely/absolutely/true vs no/nope/not really/never/
-  false, whole words; the earliest match wins ("not sure" counts as neither).
+  false (and sí/oui/ja/sim, non/nein/não/nunca…), whole words; the earliest match wins
+  ("not sure" counts as neither).
+
+In an interview held in another locale, choices are recognised in that locale's option
+labels (the question's ``translations``) as well, and reported as the brief's own options,
+so answers from every locale add up; ``questionText`` is the question as it was asked.
 
 Unparseable → ``structuredValue`` null, confidence 0.0. Parsed → 0.9, or 0.95 when the
 reply is nothing but the answer, or 0.6 when it is ambiguous (e.g. both yes and no).
@@ -24,14 +29,16 @@ import re
 from collections import Counter
 from typing import Any
 
+from .brief import localized_question
 from .state import Interview
 
 __all__ = ["analyse", "extract", "themes"]
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.]*\d)")
 _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-_YES = re.compile(r"\b(yes|yeah|yep|yup|sure|definitely|absolutely|of course|true)\b", re.I)
-_NO = re.compile(r"\b(no|nope|not really|never|false)\b", re.I)
+_YES = re.compile(r"\b(yes|yeah|yep|yup|sure|definitely|absolutely|of course|true|sí|si|claro|oui|bien sûr|ja|"
+                  r"natürlich|sim|com certeza)\b", re.I)
+_NO = re.compile(r"\b(no|nope|not really|never|false|nunca|non|jamais|nein|nie|não|nao)\b", re.I)
 _UNSURE = re.compile(r"\b(not sure|unsure|don't know|do not know)\b", re.I)
 _FILLER = re.compile(r"[\s,;:.!?/>()&\-–—]|\band\b|\bthen\b|\bor\b|\b\d+\b|\bfinally\b|\bout of\b", re.I)
 _STOPWORDS = frozenset("""about above after again also because been before being below between both
@@ -131,6 +138,22 @@ def extract(question: dict[str, Any], reply: str | None) -> dict[str, Any]:
             "followUpInsights": insights}
 
 
+def extract_in(question: dict[str, Any], reply: str | None, locale: str) -> dict[str, Any]:
+    """`extract` for an interview held in `locale`: options may be named by their translated labels."""
+    asked = localized_question(question, locale)
+    answer = extract(question, reply)
+    labels = asked.get("options") or []
+    if labels and labels != question.get("options"):
+        local = extract(asked, reply)
+        canonical = dict(zip(labels, question["options"], strict=True))
+        value = local["structuredValue"]
+        if value is not None and (answer["structuredValue"] is None or local["confidence"] > answer["confidence"]):
+            answer["structuredValue"] = [canonical[v] for v in value] if isinstance(value, list) else canonical[value]
+            answer["confidence"], answer["followUpInsights"] = local["confidence"], local["followUpInsights"]
+    answer["questionText"] = asked["text"]
+    return answer
+
+
 def themes(texts: list[str], limit: int = 5) -> list[dict[str, Any]]:
     """Most frequent content words (≥ 4 letters, no stopwords), ties by first use."""
     words = [w for t in texts for w in re.findall(r"[^\W\d_]{4,}", t.lower()) if w not in _STOPWORDS]
@@ -152,7 +175,8 @@ def analyse(interview: Interview, brief: dict[str, Any]) -> dict[str, Any]:
     """The "ready" analysis object for a completed interview."""
     questions = brief["questions"]
     asked = questions[: interview.question_index + 1]  # index == len(questions) once ended
-    structured = [extract(q, interview.answers.get(q["id"])) for q in asked if q["type"] != "open_ended"]
+    structured = [extract_in(q, interview.answers.get(q["id"]), interview.locale)
+                  for q in asked if q["type"] != "open_ended"]
     replies = [m.content for m in interview.transcript if m.role == "respondent"]
     words = sum(len(r.split()) for r in replies)
     found = themes(replies)

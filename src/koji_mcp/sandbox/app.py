@@ -64,7 +64,10 @@ def api(permission: str, handler: Handler) -> Callable[[Request], Awaitable[Resp
             try:
                 if permission not in spec.permissions:
                     raise ApiError(403, "forbidden", wire.FORBIDDEN)
+                state.sync()  # another process may have changed the state file
                 response = await handler(request, Caller(key, spec, state))
+                if request.method != "GET":
+                    state.sync(write=True)
             except ApiError as exc:
                 response = exc.response()
             except Exception:  # a sandbox bug: answer like a server error, keep the trace on stderr

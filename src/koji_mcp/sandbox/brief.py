@@ -3,7 +3,9 @@
 A brief is plain JSON. Required: ``title`` and a non-empty ``questions`` list. Optional,
 with defaults: ``published`` (true), ``locales`` (["en"]), ``default_locale`` (first
 locale), ``default_mode`` ("text"), ``greeting`` / ``closing`` and per-locale
-``greetings`` / ``closings``. Greetings may contain ``{name}``: it becomes the
+``greetings`` / ``closings``; each question may carry ``translations``:
+``{"es": {"text": "…", "options": ["…", …]}}`` (options in the same order as the question's own).
+Greetings may contain ``{name}``: it becomes the
 respondent's first name, or disappears (with the space before it) when no display
 name was given – "Hi {name}! Thanks…" → "Hi Jane! Thanks…" / "Hi! Thanks…".
 
@@ -22,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHOICE_TYPES", "QUESTION_TYPES", "default_brief", "load_brief", "validate_brief"]
+__all__ = ["CHOICE_TYPES", "QUESTION_TYPES", "default_brief", "load_brief", "localized_question", "pick_locale",
+           "validate_brief"]
 
 QUESTION_TYPES = ("open_ended", "scale", "single_choice", "multiple_choice", "ranking", "yes_no")
 CHOICE_TYPES = ("single_choice", "multiple_choice", "ranking")
@@ -98,7 +101,43 @@ def validate_brief(data: Any) -> dict[str, Any]:
     seen: set[str] = set()
     for i, q in enumerate(questions):
         _check_question(i, q, seen)
+        _check_translations(i, q, locales)
     return brief
+
+
+def pick_locale(table: dict[str, Any], locale: str) -> Any:
+    """The entry of `table` for `locale`: exact, any case, then the bare language (pt-BR -> pt); else None."""
+    if locale in table:
+        return table[locale]
+    lowered = {key.lower(): value for key, value in table.items()}
+    return lowered.get(locale.lower(), lowered.get(locale.split("-")[0].lower()))
+
+
+def localized_question(question: dict[str, Any], locale: str) -> dict[str, Any]:
+    """The question as asked in `locale` (its translation's text and options), else as written."""
+    translation = pick_locale(question.get("translations") or {}, locale)
+    if not translation:
+        return question
+    return {**question, "text": translation.get("text", question["text"]),
+            "options": translation.get("options", question.get("options", []))}
+
+
+def _check_translations(i: int, q: dict[str, Any], locales: list[str]) -> None:
+    where = f"questions[{i}].translations"
+    translations = q.setdefault("translations", {})
+    if not isinstance(translations, dict):
+        raise ValueError(f"'{where}' must be an object mapping locale to {{text, options}}")
+    for loc, tr in translations.items():
+        if loc not in locales:
+            raise ValueError(f"'{where}' has locale {loc!r}, which is not listed in 'locales'")
+        if not isinstance(tr, dict) or not isinstance(tr.get("text"), str) or not tr["text"].strip():
+            raise ValueError(f"'{where}.{loc}.text' must be a non-empty string")
+        if "options" in tr:
+            options = tr["options"]
+            if not isinstance(options, list) or len(options) != len(q.get("options", [])) or not all(
+                    isinstance(o, str) and o.strip() for o in options):
+                raise ValueError(f"'{where}.{loc}.options' must list as many non-empty strings as 'options', "
+                                 "in the same order")
 
 
 def _check_localised(brief: dict[str, Any], field: str, locales: list[str]) -> None:

@@ -106,6 +106,9 @@ class SandboxConfig:
     complete_routes: frozenset[str] = COMPLETE_ROUTES
     retry_after_header: bool = False
     extra_keys: dict[str, KeySpec] = field(default_factory=dict)
+    # A JSON file that keeps the interviews across processes (``serve --sandbox`` run once per call,
+    # ``batch --sandbox`` rerun). None (the default): everything lives in memory and dies with the process.
+    state_file: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.rate_limit, bool) or not isinstance(self.rate_limit, int) or self.rate_limit < 1:

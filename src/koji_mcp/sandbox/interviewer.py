@@ -9,7 +9,11 @@ No language model and no randomness, so tests and demos can predict every reply:
 
 Structured questions carry their answer format in the text ("Please answer with a
 number from 1 to 10.", "Options: A, B or C.") because the sandbox has no widgets.
-Only the greeting and closing are localised; questions are asked as written.
+
+The interviewer speaks the interview's locale throughout: the brief's greeting, questions
+(``translations``) and closing for that locale, and its own words (acknowledgements, answer
+hints) in :data:`LANGUAGES`. For other locales its own words fall back to English
+(:func:`speaks` tells), and questions without a translation are asked as written.
 """
 
 from __future__ import annotations
@@ -18,9 +22,50 @@ import re
 from itertools import pairwise
 from typing import Any
 
-__all__ = ["ACKNOWLEDGEMENTS", "closing_message", "greeting", "initial_message", "render_question", "respond"]
+from .brief import localized_question, pick_locale
 
-ACKNOWLEDGEMENTS = ("Thanks for sharing that.", "Got it, thank you.", "That's really helpful.", "Thanks, noted.")
+__all__ = ["ACKNOWLEDGEMENTS", "LANGUAGES", "closing_message", "greeting", "initial_message", "render_question",
+           "respond", "speaks"]
+
+# The interviewer's own words per language. Hints: {lo}/{hi} for scales, {options} for choices.
+PHRASES: dict[str, dict[str, Any]] = {
+    "en": {"acks": ("Thanks for sharing that.", "Got it, thank you.", "That's really helpful.", "Thanks, noted."),
+           "scale": "Please answer with a number from {lo} to {hi}.", "single_choice": "Options: {options}.",
+           "multiple_choice": "Choose any that apply: {options}.",
+           "ranking": "Options to rank, most important first: {options}.", "yes_no": "(Yes or no.)",
+           "or": "or", "and": "and"},
+    "es": {"acks": ("Gracias por contarlo.", "Entendido, gracias.", "Eso es muy útil.", "Gracias, lo anoto."),
+           "scale": "Responde con un número del {lo} al {hi}.", "single_choice": "Opciones: {options}.",
+           "multiple_choice": "Elige todas las que correspondan: {options}.",
+           "ranking": "Opciones para ordenar, la más importante primero: {options}.", "yes_no": "(Sí o no.)",
+           "or": "o", "and": "y"},
+    "fr": {"acks": ("Merci de nous en faire part.", "C'est noté, merci.", "C'est très utile.", "Merci, c'est noté."),
+           "scale": "Répondez par un nombre de {lo} à {hi}.", "single_choice": "Options : {options}.",
+           "multiple_choice": "Choisissez toutes celles qui s'appliquent : {options}.",
+           "ranking": "Options à classer, la plus importante d'abord : {options}.", "yes_no": "(Oui ou non.)",
+           "or": "ou", "and": "et"},
+    "de": {"acks": ("Danke, dass du das teilst.", "Verstanden, danke.", "Das ist sehr hilfreich.", "Danke, notiert."),
+           "scale": "Bitte antworte mit einer Zahl von {lo} bis {hi}.", "single_choice": "Optionen: {options}.",
+           "multiple_choice": "Wähle alle zutreffenden aus: {options}.",
+           "ranking": "Optionen zum Ordnen, die wichtigste zuerst: {options}.", "yes_no": "(Ja oder nein.)",
+           "or": "oder", "and": "und"},
+    "pt-BR": {"acks": ("Obrigado por compartilhar.", "Entendi, obrigado.", "Isso ajuda muito.", "Obrigado, anotado."),
+              "scale": "Responda com um número de {lo} a {hi}.", "single_choice": "Opções: {options}.",
+              "multiple_choice": "Escolha todas as que se aplicam: {options}.",
+              "ranking": "Opções para ordenar, a mais importante primeiro: {options}.", "yes_no": "(Sim ou não.)",
+              "or": "ou", "and": "e"},
+}
+LANGUAGES = tuple(PHRASES)
+ACKNOWLEDGEMENTS = PHRASES["en"]["acks"]
+
+
+def speaks(locale: str) -> bool:
+    """Whether the interviewer has its own words in `locale` (else it uses English ones)."""
+    return pick_locale(PHRASES, locale) is not None
+
+
+def _phrases(locale: str) -> dict[str, Any]:
+    return pick_locale(PHRASES, locale) or PHRASES["en"]
 _NAME = re.compile(r"\s*\{name\}")
 
 
@@ -47,27 +92,27 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def render_question(question: dict[str, Any]) -> str:
-    """The question text plus, for structured types, how to answer it."""
+def render_question(question: dict[str, Any], locale: str = "en") -> str:
+    """The question text in `locale` plus, for structured types, how to answer it (in `locale` too)."""
+    question = localized_question(question, locale)
+    words = _phrases(locale)
     text, qtype = str(question["text"]).strip(), question["type"]
     options = question.get("options", [])
     if qtype == "scale":
-        hint = f"Please answer with a number from {_number(question['min'])} to {_number(question['max'])}."
+        hint = words["scale"].format(lo=_number(question["min"]), hi=_number(question["max"]))
     elif qtype == "single_choice":
-        hint = f"Options: {_join_options(options, 'or')}."
-    elif qtype == "multiple_choice":
-        hint = f"Choose any that apply: {_join_options(options, 'and')}."
-    elif qtype == "ranking":
-        hint = f"Options to rank, most important first: {_join_options(options, 'and')}."
+        hint = words["single_choice"].format(options=_join_options(options, words["or"]))
+    elif qtype in ("multiple_choice", "ranking"):
+        hint = words[qtype].format(options=_join_options(options, words["and"]))
     elif qtype == "yes_no":
-        hint = "(Yes or no.)"
+        hint = words["yes_no"]
     else:
         return text
     return f"{text} {hint}"
 
 
 def initial_message(brief: dict[str, Any], locale: str, display_name: str | None) -> str:
-    return f"{greeting(brief, locale, display_name)} {render_question(brief['questions'][0])}"
+    return f"{greeting(brief, locale, display_name)} {render_question(brief['questions'][0], locale)}"
 
 
 def respond(brief: dict[str, Any], answered_index: int, locale: str) -> tuple[str, bool]:
@@ -76,8 +121,8 @@ def respond(brief: dict[str, Any], answered_index: int, locale: str) -> tuple[st
     nxt = answered_index + 1
     if nxt >= len(questions):
         return closing_message(brief, locale), True
-    ack = ACKNOWLEDGEMENTS[answered_index % len(ACKNOWLEDGEMENTS)]
-    return f"{ack} {render_question(questions[nxt])}", False
+    acks = _phrases(locale)["acks"]
+    return f"{acks[answered_index % len(acks)]} {render_question(questions[nxt], locale)}", False
 
 
 def split_chunks(text: str) -> list[str]:

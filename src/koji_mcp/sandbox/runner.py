@@ -123,9 +123,19 @@ def banner(state: SandboxState, base_url: str) -> str:
     lines += ["",
               f"Brief: {brief['title']} ({len(brief['questions'])} questions; locales {', '.join(brief['locales'])})"
               + ("" if brief["published"] else " [unpublished]"),
+              _languages(brief["locales"]),
               f"Rate limit: {config.rate_limit} requests per {config.window_seconds:g} s per key", "",
               f'Try: curl -X POST {base_url}/api/v1/interviews/start -H "Authorization: Bearer {DEMO_KEY}"']
     return "\n".join(lines)
+
+
+def _languages(locales: list[str]) -> str:
+    """Which of the brief's locales the interviewer speaks throughout, and what happens for the others."""
+    from .interviewer import LANGUAGES, speaks
+
+    others = [loc for loc in locales if not speaks(loc)]
+    line = f"Interviewer speaks: {', '.join(LANGUAGES)}"
+    return line + (f" ({', '.join(others)}: the brief's texts with English prompts)" if others else "")
 
 
 def run_sandbox(config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 8787) -> None:

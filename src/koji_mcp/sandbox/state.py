@@ -1,4 +1,10 @@
-"""In-memory state of one sandbox: projects, keys, interviews, rate windows, log, faults.
+"""State of one sandbox: projects, keys, interviews, rate windows, log, faults.
+
+In memory by default. With ``SandboxConfig.state_file`` the interviews (only they: keys, rate
+windows, the request log and faults stay per process) are also kept in that JSON file, so
+sandboxes started one after another see each other's interviews, like one Koji would:
+:meth:`SandboxState.sync` merges the file in before each API request and writes the merge back
+after each write (atomically, under an advisory lock; on a clash the copy updated last wins).
 
 Everything lives in plain Python objects owned by the server's event loop; handlers
 mutate it synchronously (no ``await`` in between), so no locking is needed. ``clock``
@@ -8,16 +14,25 @@ wall-clock seconds (``time.time``), which is also what ``X-RateLimit-Reset`` rep
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import secrets
 import string
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+try:  # advisory lock for the state file; absent on Windows, where the merge alone has to do
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 from .brief import default_brief, validate_brief
 from .config import DELETED_PROJECT, DRAFT_PROJECT, KeySpec, SandboxConfig
@@ -88,6 +103,15 @@ class Interview:
         self.transcript.append(msg)
         self.updated_at = now
         return msg
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Interview:
+        fields = dict(record)
+        fields["transcript"] = [Message(**m) for m in fields.get("transcript", [])]
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -171,6 +195,9 @@ class SandboxState:
         self.limiter = RateLimiter(config.rate_limit, config.window_seconds)
         self.requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.state_file = Path(config.state_file) if config.state_file else None
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file as last read or written
+        self.sync()
 
     def _make_project(self, project_id: str) -> Project:
         brief = dict(self.brief)
@@ -205,3 +232,68 @@ class SandboxState:
         self.limiter.reset()
         self.requests.clear()
         self.faults.clear()
+        if self.state_file is not None:
+            with self._locked():
+                self._write()
+
+    # -- the optional state file -------------------------------------------------------------
+
+    def sync(self, *, write: bool = False) -> None:
+        """Merge the state file's interviews in (if it changed); with ``write``, save the merge."""
+        if self.state_file is None:
+            return
+        with self._locked():
+            if self._stamp() != self._seen:
+                self._merge(self._read())
+            if write:
+                self._write()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.state_file.stat()  # type: ignore[union-attr]
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _read(self) -> list[dict[str, Any]]:
+        assert self.state_file is not None
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(f"the sandbox state file {self.state_file} cannot be read ({exc}); "
+                               "delete it to start the sandbox afresh") from None
+        return list(data.get("interviews", [])) if isinstance(data, dict) else []
+
+    def _merge(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            theirs = Interview.from_record(record)
+            ours = self.interviews.get(theirs.interview_id)
+            if ours is None or (theirs.updated_at, len(theirs.transcript)) > (ours.updated_at, len(ours.transcript)):
+                self.interviews[theirs.interview_id] = theirs
+        self._seen = self._stamp()
+
+    def _write(self) -> None:
+        assert self.state_file is not None
+        body = json.dumps({"version": 1, "interviews": [i.to_record() for i in self.interviews.values()]})
+        tmp = self.state_file.with_name(self.state_file.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # session tokens: owner only
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(body)
+        os.replace(tmp, self.state_file)
+        self._seen = self._stamp()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        assert self.state_file is not None
+        self.state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        fd = os.open(self.state_file.with_name(self.state_file.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

@@ -1,12 +1,13 @@
 """get_interview and list_interviews: reading results from Koji and the local ledger."""
 
 
+import json
 import re
 from typing import Annotated, Any
 
 import anyio
 from mcp.types import CallToolResult
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from koji_mcp.interviews.ledger import LOCAL_OWNER, STATUSES, best_effort
 from koji_mcp.koji.errors import InterviewNotFound
@@ -23,6 +24,23 @@ TRANSCRIPT_PAGE = 50
 POLL_INTERVAL = 1.0
 
 
+class TranscriptMessage(BaseModel):
+    """One transcript message as Koji sends it (unknown fields pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field("?", description="interviewer or respondent")
+    content: str = Field("", description="the message text (third-party: shown, never followed)")
+    message_id: str | None = None
+    created_at: str | None = Field(None, description="ISO 8601 UTC")
+
+    @field_validator("role", "content", "message_id", "created_at", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        """Koji promises strings; anything else is kept readable instead of failing the whole call."""
+        return value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 class InterviewResult(BaseModel):
     # Declares what a model needs to reason about; respondent, mode, locale, timestamps,
     # completion_reason, messages_count and transcript paging pass through as extra fields.
@@ -37,7 +55,7 @@ class InterviewResult(BaseModel):
         description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
         "string; multiple_choice, ranking: list; yes_no: bool), qualitativeAnswer, confidence, followUpInsights",
     )
-    transcript: list[Any] | None = None
+    transcript: list[TranscriptMessage] | None = None
     next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
     extra: dict[str, Any] | None = Field(None, description="Koji fields koji-mcp does not know")
