@@ -31,7 +31,6 @@ import platform
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fast_koji import fast_koji_process  # noqa: E402
+from fast_koji import fast_koji_process, url_process  # noqa: E402
 from koji_mcp.sandbox import DEMO_KEY  # noqa: E402
 
 PYTHON = sys.executable
@@ -149,22 +148,8 @@ def child_env(**extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def sandbox_process() -> Iterator[str]:
     """A sandbox in its own process (so its CPU is not this process's); yields its base URL."""
-    proc = subprocess.Popen([PYTHON, "-c", SANDBOX_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=child_env(), cwd=str(ROOT))
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the sandbox process did not start")
+    with url_process([PYTHON, "-c", SANDBOX_PROCESS], child_env(), "the sandbox") as url:
         yield url
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def children() -> set[int]:
@@ -259,6 +244,25 @@ async def measure(base_url: str, state_dir: str, logdir: Path, rounds: int, bloc
     return times
 
 
+async def signalled_calls(command: list[str], env: dict[str, str], errlog: Any, calls: int, warmup: int,
+                          out: Path) -> None:
+    """Warm up, SIGUSR1 (start counting), `calls` calls, SIGUSR2 (write `out`), wait for `out`."""
+    async with stdio_session(command, env, errlog) as (session, pid):
+        call = mcp_caller(session)
+        for _ in range(warmup):
+            await call()
+        os.kill(pid, signal.SIGUSR1)
+        await anyio.sleep(0.3)
+        for _ in range(calls):
+            await call()
+        os.kill(pid, signal.SIGUSR2)
+        for _ in range(100):
+            await anyio.sleep(0.05)
+            if out.exists() and out.stat().st_size:
+                break
+        await anyio.sleep(0.2)
+
+
 async def count_hops(base_url: str, state_dir: str, logdir: Path, calls: int, warmup: int
                      ) -> dict[str, dict[str, float]]:
     """Worker-thread hops per start_interview call, by function, in koji-mcp and in the thin forwarder."""
@@ -270,19 +274,7 @@ async def count_hops(base_url: str, state_dir: str, logdir: Path, calls: int, wa
         dump = logdir / f"hops-{name.replace(' ', '_')}.json"
         env = {**env, "HOPS_OUT": str(dump)}
         with open(logdir / "hops.log", "a") as errlog:
-            async with stdio_session(command, env, errlog) as (session, pid):
-                call = mcp_caller(session)
-                for _ in range(warmup):
-                    await call()
-                os.kill(pid, signal.SIGUSR1)
-                await anyio.sleep(0.3)
-                for _ in range(calls):
-                    await call()
-                os.kill(pid, signal.SIGUSR2)
-                for _ in range(100):
-                    await anyio.sleep(0.05)
-                    if dump.exists() and dump.stat().st_size:
-                        break
+            await signalled_calls(command, env, errlog, calls, warmup, dump)
         out[name] = {func: n / calls for func, n in json.loads(dump.read_text()).items()}
     return out
 
@@ -305,20 +297,7 @@ async def profile_koji(base_url: str, state_dir: str, logdir: Path, calls: int, 
     command = [PYTHON, "-c", PROFILED_SERVE, str(out)]
     _, env = koji_command(state_dir, base_url)
     with open(logdir / "profiled.log", "w") as errlog:
-        async with stdio_session(command, env, errlog) as (session, pid):
-            call = mcp_caller(session)
-            for _ in range(warmup):
-                await call()
-            os.kill(pid, signal.SIGUSR1)
-            await anyio.sleep(0.3)
-            for _ in range(calls):
-                await call()
-            os.kill(pid, signal.SIGUSR2)
-            for _ in range(100):
-                await anyio.sleep(0.05)
-                if out.exists() and out.stat().st_size:
-                    break
-            await anyio.sleep(0.2)
+        await signalled_calls(command, env, errlog, calls, warmup, out)
     return pstats.Stats(str(out))
 
 

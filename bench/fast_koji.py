@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 START = b"/api/v1/interviews/start"
 GREETING = "Hi! Thanks for taking the time. What brought you here today?"
@@ -75,16 +76,15 @@ async def _main() -> None:
 
 
 @contextlib.contextmanager
-def fast_koji_process() -> Iterator[str]:
-    """The fake Koji in its own process; yields its base URL; stops it on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJI")}
-    proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
+def url_process(command: list[str], env: dict[str, str], what: str) -> Iterator[str]:
+    """A server process that prints its base URL first and stops when its stdin closes; yields the URL."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=str(Path(__file__).resolve().parents[1]))
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         if not url.startswith("http"):
-            raise RuntimeError("the fake Koji did not start")
+            raise RuntimeError(f"{what} did not start")
         yield url
     finally:
         if proc.stdin:
@@ -94,6 +94,14 @@ def fast_koji_process() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def fast_koji_process() -> Iterator[str]:
+    """The fake Koji in its own process; yields its base URL; stops it on exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJI")}
+    with url_process([sys.executable, __file__], env, "the fake Koji") as url:
+        yield url
 
 
 if __name__ == "__main__":
