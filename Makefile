@@ -15,7 +15,7 @@ help:
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
 	@echo "make conformance  run the MCP conformance suite against koji-mcp over streamable HTTP"
-	@echo "make load     50 concurrent authenticated HTTP clients against the sandbox"
+	@echo "make load     koji-mcp vs a thin forwarder over HTTP (calls/s), then a 50-client leak check"
 	@echo "make clean    remove the virtualenv and caches"
 
 $(STAMP): pyproject.toml

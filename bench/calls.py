@@ -1,30 +1,36 @@
 """Per-call overhead of start_interview over stdio, side by side with baselines (run: `make bench-calls`).
 
 Four ways to send the same start (`POST /api/v1/interviews/start`, same body) to the same local
-upstream, a sandbox in its own process with a rate limit of 10**9 so nothing ever waits:
+upstream, measured twice, against two upstreams, each in its own process:
+  fast     bench/fast_koji.py, a raw-asyncio fake Koji answering in well under a millisecond, so
+           the MCP server in front of it is what the figures show (the goal is judged here);
+  sandbox  koji-mcp's Koji emulator with a rate limit of 10**9 so nothing ever waits (~1.5 ms a
+           start, which is how a 1.7 ms overhead once hid behind "0.49 ms").
+The four variants:
   bare httpx   an `httpx.AsyncClient` in this process: the upstream's own cost, no MCP at all;
   thin         the thinnest forwarder on the same SDK (THIN_SERVER below: one MCPServer tool that
                posts the body with a shared httpx.AsyncClient), a stdio subprocess under ClientSession;
   koji-mcp     `python -m koji_mcp serve` over stdio, ledger on disk (SQLite, WAL), as users run it;
   koji :memory:  the same with KOJI_MCP_STATE_DIR=:memory:, to price the ledger's disk writes.
 Calls run one at a time in interleaved blocks (the order rotates each round) after a warm-up, so
-noise on this shared machine hits all four alike. Then one profiled koji-mcp session (cProfile,
-switched on by a signal after warm-up) shows where a call's time goes inside the server, and the
-ledger's two writes per start are timed in-process.
-Prints a Markdown table; --write appends it to bench/RESULTS.md. Exit 1 if koji-mcp adds more than
-1.0 ms (median) over the thin forwarder.
+noise on this shared machine hits all four alike. Then, on the fast upstream, the worker-thread
+hops per call are counted in both servers, one profiled koji-mcp session (cProfile, switched on by
+a signal after warm-up) shows where a call's time goes inside the server, and the ledger's two
+writes per start are timed in-process.
+Prints Markdown tables; --write appends them to bench/RESULTS.md. Exit 1 if koji-mcp adds more than
+1.0 ms (median of per-round differences) over the thin forwarder on the fast upstream.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +46,9 @@ from mcp.client.stdio import stdio_client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from fast_koji import fast_koji_process, url_process  # noqa: E402
 from koji_mcp.sandbox import DEMO_KEY  # noqa: E402
 
 PYTHON = sys.executable
@@ -49,6 +57,7 @@ BODY: dict[str, Any] = {"respondent": {"display_name": "Bench Person"}, "mode": 
 GOAL_MS = 1.0
 
 # The thinnest possible forwarder on the same SDK: what any MCP wrapper of this endpoint must cost.
+# stdio by default; THIN_PORT=<port> serves it over streamable HTTP instead (bench/load.py).
 THIN_SERVER = '''
 import os
 from typing import Any
@@ -67,7 +76,33 @@ async def start_interview(respondent: dict[str, Any] | None = None, mode: str | 
     response.raise_for_status()
     return response.json()
 
-mcp.run()
+if os.environ.get("THIN_PORT"):
+    mcp.run("streamable-http", host="127.0.0.1", port=int(os.environ["THIN_PORT"]))
+else:
+    mcp.run()
+'''
+
+# Prepended to a server's code: counts the worker-thread hops (anyio.to_thread) by function;
+# SIGUSR1 zeroes the counts, SIGUSR2 writes them as JSON to the path in HOPS_OUT.
+HOP_COUNTER = '''
+import collections, json, os, signal
+from anyio._backends import _asyncio as _backend
+_hops = collections.Counter()
+_run_sync = _backend.AsyncIOBackend.run_sync_in_worker_thread
+async def _counted(cls, func, args, abandon_on_cancel=False, limiter=None):
+    _hops[getattr(func, "__qualname__", repr(func))] += 1
+    return await _run_sync(func, args, abandon_on_cancel, limiter)
+_backend.AsyncIOBackend.run_sync_in_worker_thread = classmethod(_counted)
+def _dump(*_):
+    with open(os.environ["HOPS_OUT"], "w") as out:
+        json.dump(dict(_hops), out)
+signal.signal(signal.SIGUSR1, lambda *_: _hops.clear())
+signal.signal(signal.SIGUSR2, _dump)
+'''
+KOJI_SERVE = '''
+import sys
+from koji_mcp.cli.main import main
+sys.exit(main(["serve"]))
 '''
 
 # koji-mcp under cProfile, switched on by SIGUSR1 (after warm-up) and dumped by SIGUSR2.
@@ -113,22 +148,8 @@ def child_env(**extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def sandbox_process() -> Iterator[str]:
     """A sandbox in its own process (so its CPU is not this process's); yields its base URL."""
-    proc = subprocess.Popen([PYTHON, "-c", SANDBOX_PROCESS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=child_env(), cwd=str(ROOT))
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the sandbox process did not start")
+    with url_process([PYTHON, "-c", SANDBOX_PROCESS], child_env(), "the sandbox") as url:
         yield url
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def children() -> set[int]:
@@ -188,8 +209,8 @@ def p90(values: list[float]) -> float:
 VARIANTS = ("bare httpx", "thin forwarder", "koji-mcp", "koji-mcp :memory:")
 
 
-async def measure(base_url: str, state_dir: str, logdir: Path, rounds: int, block: int, warmup: int
-                  ) -> dict[str, list[list[float]]]:
+async def measure(base_url: str, state_dir: str, logdir: Path, rounds: int, block: int, warmup: int,
+                  reset: bool) -> dict[str, list[list[float]]]:
     """Per-call latencies (ms) per variant, one list per round."""
     times: dict[str, list[list[float]]] = {name: [] for name in VARIANTS}
     async with contextlib.AsyncExitStack() as stack:
@@ -202,14 +223,15 @@ async def measure(base_url: str, state_dir: str, logdir: Path, rounds: int, bloc
             "koji-mcp": koji_command(state_dir, base_url),
             "koji-mcp :memory:": koji_command(":memory:", base_url),
         }.items():
-            errlog = stack.enter_context(open(logdir / f"{name.replace(' ', '_')}.log", "w"))
+            errlog = stack.enter_context(open(logdir / f"{name.replace(' ', '_').replace(':', '')}.log", "a"))
             session, _ = await stack.enter_async_context(stdio_session(command, env, errlog))
             callers[name] = mcp_caller(session)
         for name in VARIANTS:
             for _ in range(warmup):
                 await callers[name]()
         for round_no in range(rounds):
-            await control.post("/_sandbox/reset")  # keep the upstream's state (and cost) flat
+            if reset:
+                await control.post("/_sandbox/reset")  # keep the sandbox's state (and cost) flat
             order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
             for name in order:
                 laps: list[float] = []
@@ -222,25 +244,60 @@ async def measure(base_url: str, state_dir: str, logdir: Path, rounds: int, bloc
     return times
 
 
+async def signalled_calls(command: list[str], env: dict[str, str], errlog: Any, calls: int, warmup: int,
+                          out: Path) -> None:
+    """Warm up, SIGUSR1 (start counting), `calls` calls, SIGUSR2 (write `out`), wait for `out`."""
+    async with stdio_session(command, env, errlog) as (session, pid):
+        call = mcp_caller(session)
+        for _ in range(warmup):
+            await call()
+        os.kill(pid, signal.SIGUSR1)
+        await anyio.sleep(0.3)
+        for _ in range(calls):
+            await call()
+        os.kill(pid, signal.SIGUSR2)
+        for _ in range(100):
+            await anyio.sleep(0.05)
+            if out.exists() and out.stat().st_size:
+                break
+        await anyio.sleep(0.2)
+
+
+async def count_hops(base_url: str, state_dir: str, logdir: Path, calls: int, warmup: int
+                     ) -> dict[str, dict[str, float]]:
+    """Worker-thread hops per start_interview call, by function, in koji-mcp and in the thin forwarder."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (command, env) in {
+        "koji-mcp": ([PYTHON, "-c", HOP_COUNTER + KOJI_SERVE], koji_command(state_dir, base_url)[1]),
+        "thin forwarder": ([PYTHON, "-c", HOP_COUNTER + THIN_SERVER], thin_command(base_url)[1]),
+    }.items():
+        dump = logdir / f"hops-{name.replace(' ', '_')}.json"
+        env = {**env, "HOPS_OUT": str(dump)}
+        with open(logdir / "hops.log", "a") as errlog:
+            await signalled_calls(command, env, errlog, calls, warmup, dump)
+        out[name] = {func: n / calls for func, n in json.loads(dump.read_text()).items()}
+    return out
+
+
+def hops_lines(hops: dict[str, dict[str, float]], calls: int) -> list[str]:
+    lines = [f"Worker-thread hops per call (anyio.to_thread, counted in each server over {calls} calls):", "",
+             "| server | hops per call | by function |", "|---|---|---|"]
+    for name, by_func in hops.items():
+        detail = ", ".join(f"`{func}` {n:.1f}" for func, n in sorted(by_func.items())) or "none"
+        lines.append(f"| {name} | {sum(by_func.values()):.1f} | {detail} |")
+    lines += ["", "All of them are the SDK's stdio transport (a thread per stdin line read and per stdout write "
+              "and flush), the same in both servers; koji-mcp's ledger writes run on the event loop (tens of "
+              "µs, no thread). cProfile's `run_sync_in_worker_thread` \"calls\" (~12 per call) count "
+              "coroutine resumptions, not hops.", ""]
+    return lines
+
+
 async def profile_koji(base_url: str, state_dir: str, logdir: Path, calls: int, warmup: int) -> pstats.Stats:
     out = logdir / "koji-mcp.prof"
     command = [PYTHON, "-c", PROFILED_SERVE, str(out)]
     _, env = koji_command(state_dir, base_url)
     with open(logdir / "profiled.log", "w") as errlog:
-        async with stdio_session(command, env, errlog) as (session, pid):
-            call = mcp_caller(session)
-            for _ in range(warmup):
-                await call()
-            os.kill(pid, signal.SIGUSR1)
-            await anyio.sleep(0.3)
-            for _ in range(calls):
-                await call()
-            os.kill(pid, signal.SIGUSR2)
-            for _ in range(100):
-                await anyio.sleep(0.05)
-                if out.exists() and out.stat().st_size:
-                    break
-            await anyio.sleep(0.2)
+        await signalled_calls(command, env, errlog, calls, warmup, out)
     return pstats.Stats(str(out))
 
 
@@ -288,7 +345,8 @@ def profile_table(stats: pstats.Stats, calls: int) -> list[str]:
         lines += ["", f"koji-mcp's own work per call (tool function minus the HTTP exchange): "
                   f"{(tool - send) / calls * 1000:.3f} ms under the profiler."]
     top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]  # type: ignore[attr-defined]
-    lines += ["", "Top functions by own time (per call):", "", "| function | ms | calls/call |", "|---|---|---|"]
+    lines += ["", "Top functions by own time (per call; for a coroutine cProfile counts every resumption as a call):",
+              "", "| function | ms | calls/call |", "|---|---|---|"]
     for (file, line, name), (_, ncalls, tottime, _, _) in top:
         where = (file.split("site-packages/")[-1].split("/src/")[-1] if "site-packages/" in file or "/src/" in file
                  else Path(file).name)
@@ -316,8 +374,14 @@ def ledger_microbench(directory: str, n: int) -> dict[str, float]:
     return out
 
 
-def report(times: dict[str, list[list[float]]], rounds: int, block: int, stats_lines: list[str],
-           ledger: dict[str, float], fs: str) -> tuple[str, float]:
+UPSTREAMS = {
+    "fast": "fast fake Koji (bench/fast_koji.py, raw asyncio, < 0.5 ms a start)",
+    "sandbox": "sandbox process, rate limit 10**9",
+}
+
+
+def report(upstream: str, times: dict[str, list[list[float]]], rounds: int, block: int, extra: list[str],
+           ledger: dict[str, float] | None, fs: str) -> tuple[str, float]:
     flat = {name: [t for lap in laps for t in lap] for name, laps in times.items()}
     med = {name: statistics.median(v) for name, v in flat.items()}
     per_round = {name: [statistics.median(lap) for lap in laps] for name, laps in times.items()}
@@ -327,10 +391,11 @@ def report(times: dict[str, list[list[float]]], rounds: int, block: int, stats_l
 
     thin = "thin forwarder"
     lines = [
-        heading("Per-call overhead (start_interview over stdio)"),
+        heading(f"Per-call overhead (start_interview over stdio), {upstream} upstream"),
         f"{rounds} interleaved rounds × {block} sequential calls per variant ({rounds * block} each), "
-        "same body, same local upstream (sandbox process, rate limit 10**9). ClientSession over stdio "
-        "for the MCP variants. Δ = median of per-round differences.",
+        f"same body, same local upstream: {UPSTREAMS[upstream]}. ClientSession over stdio "
+        "for the MCP variants. Δ = median of per-round differences. The machine is shared with other "
+        "test runs: read the Δ and ratio columns, not the absolute times.",
         "",
         "| variant | median (ms) | p90 (ms) | Δ vs bare httpx (ms) | Δ vs thin forwarder (ms) | ratio to thin |",
         "|---|---|---|---|---|---|",
@@ -340,16 +405,18 @@ def report(times: dict[str, list[list[float]]], rounds: int, block: int, stats_l
             f"| {name} | {med[name]:.2f} | {p90(flat[name]):.2f} | {paired(name, 'bare httpx'):+.2f} | "
             f"{paired(name, thin):+.2f} | {med[name] / med[thin]:.2f} |")
     over = paired("koji-mcp", thin)
+    goal = (f"goal ≤ {GOAL_MS:.1f} ms: {'met' if over <= GOAL_MS else 'NOT met'}" if upstream == "fast"
+            else "the goal is judged on the fast upstream")
     lines += [
         "",
-        f"koji-mcp adds **{over:+.2f} ms** per call over the thinnest forwarder on the same SDK "
-        f"(goal ≤ {GOAL_MS:.1f} ms: {'met' if over <= GOAL_MS else 'NOT met'}); the ledger on disk "
-        f"costs {paired('koji-mcp', 'koji-mcp :memory:'):+.2f} ms per call over `:memory:`.",
-        f"Ledger writes per start measured in-process (reserve + confirm, 2 commits; {fs}): "
-        f"median {ledger['disk']:.0f} µs on disk (WAL, synchronous=NORMAL), {ledger['memory']:.0f} µs in memory.",
-        "",
-        *stats_lines,
+        f"{upstream} upstream: koji-mcp adds **{over:+.2f} ms** per call over the thinnest forwarder on the same "
+        f"SDK ({goal}); the ledger on disk costs {paired('koji-mcp', 'koji-mcp :memory:'):+.2f} ms per call "
+        "over `:memory:`.",
     ]
+    if ledger:
+        lines.append(f"Ledger writes per start measured in-process (reserve + confirm, 2 commits; {fs}): median "
+                     f"{ledger['disk']:.0f} µs on disk (WAL, synchronous=NORMAL), {ledger['memory']:.0f} µs in memory.")
+    lines += ["", *extra]
     return "\n".join(lines), over
 
 
@@ -369,24 +436,40 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=25, help="interleaved rounds (default 25)")
     parser.add_argument("--block", type=int, default=10, help="calls per variant per round (default 10)")
     parser.add_argument("--warmup", type=int, default=30, help="warm-up calls per variant (default 30)")
-    parser.add_argument("--profile-calls", type=int, default=200, help="calls in the profiled session (0: skip)")
-    parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
+    parser.add_argument("--profile-calls", type=int, default=200,
+                        help="calls in the hop-counting and profiled sessions, fast upstream (0: skip)")
+    parser.add_argument("--upstream", choices=("both", "fast", "sandbox"), default="both",
+                        help="which upstream(s) to measure against (default both; the goal is judged on fast)")
+    parser.add_argument("--write", action="store_true", help="append the tables to bench/RESULTS.md")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="koji-bench-", dir=os.environ.get("KOJI_BENCH_TMP")) as tmp, \
-            sandbox_process() as base_url:
+    upstreams = ("fast", "sandbox") if args.upstream == "both" else (args.upstream,)
+    texts: list[str] = []
+    over_fast = 0.0
+    with tempfile.TemporaryDirectory(prefix="koji-bench-", dir=os.environ.get("KOJI_BENCH_TMP")) as tmp:
         logdir = Path(tmp)
-        times = anyio.run(measure, base_url, str(logdir / "state"), logdir, args.rounds, args.block, args.warmup)
-        stats_lines: list[str] = []
-        if args.profile_calls:
-            stats = anyio.run(profile_koji, base_url, str(logdir / "state-prof"), logdir, args.profile_calls,
-                              args.warmup)
-            stats_lines = profile_table(stats, args.profile_calls)
-        ledger = ledger_microbench(str(logdir / "ledger-micro"), 1000)
-        text, over = report(times, args.rounds, args.block, stats_lines, ledger, filesystem(tmp))
-    print(text)
+        for upstream in upstreams:
+            opener = fast_koji_process if upstream == "fast" else sandbox_process
+            with opener() as base_url:
+                times = anyio.run(measure, base_url, str(logdir / f"state-{upstream}"), logdir, args.rounds,
+                                  args.block, args.warmup, upstream == "sandbox")
+                extra: list[str] = []
+                ledger = None
+                if upstream == "fast":
+                    if args.profile_calls:
+                        hops = anyio.run(count_hops, base_url, str(logdir / "state-hops"), logdir,
+                                         args.profile_calls, args.warmup)
+                        stats = anyio.run(profile_koji, base_url, str(logdir / "state-prof"), logdir,
+                                          args.profile_calls, args.warmup)
+                        extra = hops_lines(hops, args.profile_calls) + profile_table(stats, args.profile_calls)
+                    ledger = ledger_microbench(str(logdir / "ledger-micro"), 1000)
+            text, over = report(upstream, times, args.rounds, args.block, extra, ledger, filesystem(tmp))
+            if upstream == "fast":
+                over_fast = over
+            print(text, flush=True)
+            texts.append(text)
     if args.write:
-        append_results(text)
-    return 0 if over <= GOAL_MS else 1
+        append_results("\n\n".join(texts))
+    return 0 if over_fast <= GOAL_MS else 1
 
 
 if __name__ == "__main__":
