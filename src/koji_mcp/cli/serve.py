@@ -72,7 +72,7 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from koji_mcp.server.app import build_server, run_transport
     from koji_mcp.interviews.services import open_services
 
-    async with open_services(settings) as services:
+    async with open_services(settings, jobs=True) as services:
         path = "/sse" if args.transport == "sse" else "/mcp"
         shown = f"[{args.host}]" if ":" in args.host else args.host
         public = args.public_url or f"http://{shown}:{args.port}"

@@ -12,12 +12,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from koji_mcp.config import Settings
 from koji_mcp.koji.client import KojiClient
 from koji_mcp.interviews.ledger import LOCAL_OWNER, Ledger
 
 if TYPE_CHECKING:
     import httpx
+
+    from koji_mcp.interviews.jobs import JobRunner
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +33,18 @@ class Services:
     ledger: Ledger
     sandbox: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    jobs: JobRunner | None = None  # background batch jobs (servers only; the CLI runs batches itself)
 
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None, jobs: bool = False
 ) -> AsyncIterator[Services]:
-    """Start the in-process sandbox if asked, then the Koji client and the ledger."""
+    """Start the in-process sandbox if asked, then the Koji client and the ledger.
+
+    With `jobs`, batch jobs run in the background of these services, and unfinished jobs found
+    in the ledger (a crashed or closed earlier server) are resumed.
+    """
     async with AsyncExitStack() as stack:
         base_url, api_key, sandbox = settings.base_url, None, None
         if settings.sandbox:
@@ -51,7 +60,15 @@ async def open_services(
         stack.push_async_callback(koji.aclose)
         ledger = Ledger.open(settings.state_dir, koji.base_url)
         stack.callback(ledger.close)
-        yield Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
+        services = Services(settings=settings, koji=koji, ledger=ledger, sandbox=sandbox)
+        if jobs:
+            from koji_mcp.interviews.jobs import JobRunner
+
+            group = await stack.enter_async_context(anyio.create_task_group())
+            services.jobs = JobRunner(services, group)
+            stack.push_async_callback(services.jobs.shutdown)  # runs before the group exits
+            services.jobs.start_watching()
+        yield services
 
 
 def current_owner() -> str:

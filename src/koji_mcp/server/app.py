@@ -26,6 +26,7 @@ from koji_mcp.config import Settings
 from koji_mcp.server.prompts import register_prompts
 from koji_mcp.server.log_level_and_completions import register_protocol_extras
 from koji_mcp.server.resources import register_resources
+from koji_mcp.server.subscriptions import Subscriptions
 from koji_mcp.interviews.services import Services, open_services
 from koji_mcp.server.tools import ToolSpec, select_specs
 from koji_mcp.server.tools.catalog import load_catalog
@@ -100,12 +101,21 @@ def build_server(
     With `tokens`, HTTP clients must present one of them as a Bearer token (see auth.py).
     """
 
+    subscriptions = Subscriptions()
+
+    def follow_jobs(opened: Services) -> None:
+        """Batch jobs advancing -> resource-updated notifications to subscribers."""
+        if opened.jobs is not None and subscriptions.updated_batch not in opened.jobs.listeners:
+            opened.jobs.listeners.append(subscriptions.updated_batch)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
         if services is not None:
+            follow_jobs(services)
             yield services
             return
-        async with open_services(settings) as opened:
+        async with open_services(settings, jobs=True) as opened:
+            follow_jobs(opened)
             yield opened
 
     auth_kwargs: dict = {}
@@ -123,12 +133,14 @@ def build_server(
         specs=select_specs(read_only=settings.read_only, names=settings.tools),
         lifespan=lifespan,
         log_level="WARNING",
+        subscriptions=subscriptions.bus,
         **auth_kwargs,
     )
 
     register_resources(server)
     register_prompts(server)
     register_protocol_extras(server)
+    subscriptions.register(server)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

@@ -51,6 +51,8 @@ READ_TOOLS: list[ToolSpec] = [
     ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True),
     ToolSpec("koji_mcp.server.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
              open_world=False),
+    ToolSpec("koji_mcp.server.tools.batch:get_batch", title="Get batch", read_only=True, idempotent=True,
+             open_world=False),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [
@@ -61,6 +63,8 @@ WRITE_TOOLS: list[ToolSpec] = [
              idempotent=False),
     ToolSpec("koji_mcp.server.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
              idempotent=True),
+    ToolSpec("koji_mcp.server.tools.batch:cancel_batch", title="Cancel batch", read_only=False, idempotent=True,
+             open_world=False),
 ]
 
 ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]
