@@ -205,6 +205,8 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "koji_mcp.server.tools.lifecycle": ("test_lifecycle.py",),
     "koji_mcp.server.tools.read": ("test_lifecycle.py",),
     "koji_mcp.server.tools.search": ("test_search.py", "e2e/test_search_http.py"),
+    "koji_mcp.interviews.jobs": ("test_batch_jobs.py", "e2e/test_batch_jobs_e2e.py"),
+    "koji_mcp.server.subscriptions": ("test_batch_jobs.py",),
     "koji_mcp.cli": ("e2e/test_stdio.py",),
     "koji_mcp.cli.main": ("e2e/test_stdio.py", "e2e/test_doctor.py"),
     "koji_mcp.cli.serve": ("e2e/test_stdio.py", "e2e/test_http.py"),

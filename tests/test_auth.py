@@ -57,10 +57,10 @@ def test_the_local_owner_is_reserved(name) -> None:
 
 def test_each_tool_needs_exactly_one_scope_read_or_write() -> None:
     assert {spec.name: spec.scope for spec in READ_TOOLS} == dict.fromkeys(
-        ("get_interview", "list_interviews", "search", "fetch"), READ_SCOPE)
+        ("get_interview", "list_interviews", "search", "fetch", "get_batch"), READ_SCOPE)
     assert {spec.scope for spec in WRITE_TOOLS} == {WRITE_SCOPE}
     assert {spec.name for spec in WRITE_TOOLS} == {
-        "start_interview", "start_interviews", "send_interview_message", "complete_interview"}
+        "start_interview", "start_interviews", "send_interview_message", "complete_interview", "cancel_batch"}
 
 
 @pytest.mark.parametrize(

@@ -233,7 +233,8 @@ async def test_list_interviews_filters_and_pages(legacy_client: Client) -> None:
 async def test_interview_resource(legacy_client: Client, sandbox) -> None:
     iid = await start(legacy_client)
     templates = await legacy_client.list_resource_templates()
-    assert [t.uri_template for t in templates.resource_templates] == ["koji://interviews/{interview_id}"]
+    assert [t.uri_template for t in templates.resource_templates] == ["koji://interviews/{interview_id}",
+                                                                       "koji://batches/{batch_id}"]
     read = await legacy_client.read_resource(f"koji://interviews/{iid}")
     doc = json.loads(read.contents[0].text)
     assert doc["ledger"]["interview_id"] == iid and doc["ledger"]["external_id"] == "u-1"

@@ -58,7 +58,7 @@ async def test_handshake_advertises_logging_and_completions(legacy_client: Clien
     caps = legacy_client.server_capabilities
     assert caps.logging is not None
     assert caps.completions is not None
-    assert caps.resources is not None and not caps.resources.subscribe  # no resources/subscribe handler
+    assert caps.resources is not None and caps.resources.subscribe  # koji://batches/{id} (server/subscriptions.py)
 
 
 async def test_completions_advertised_in_both_modes(client: Client) -> None:

@@ -23,7 +23,7 @@ async def names_and_refusal(settings, blocked: str) -> tuple[list[str], str]:
 
 async def test_read_only_registers_only_read_tools(sandbox) -> None:
     listed, text = await names_and_refusal(make_settings(sandbox.base_url, read_only=True), "start_interview")
-    assert listed == ["get_interview", "list_interviews", "search", "fetch"]
+    assert listed == ["get_interview", "list_interviews", "search", "fetch", "get_batch"]
     assert text == "Unknown tool: start_interview"
     assert sandbox.requests() == []
 

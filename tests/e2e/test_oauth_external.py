@@ -39,8 +39,8 @@ ALICE = "alice-token-0123456789abcdef"
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-READ_TOOLS = {"get_interview", "list_interviews", "search", "fetch"}
-WRITE_TOOLS = {"start_interview", "start_interviews", "send_interview_message", "complete_interview"}
+READ_TOOLS = {"get_interview", "list_interviews", "search", "fetch", "get_batch"}
+WRITE_TOOLS = {"start_interview", "start_interviews", "send_interview_message", "complete_interview", "cancel_batch"}
 BOTH = "interviews:read interviews:write"
 
 

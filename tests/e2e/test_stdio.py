@@ -64,7 +64,7 @@ def test_unknown_tool_name_exits_2_listing_valid_ones(tmp_path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 2
-    assert "unknown tool name(s): nope; valid names: start_interview, start_interviews, send_interview_message, complete_interview, get_interview, list_interviews" in proc.stderr
+    assert "unknown tool name(s): nope; valid names: start_interview, start_interviews, send_interview_message, complete_interview, cancel_batch, get_interview, list_interviews, search, fetch, get_batch" in proc.stderr
 
 
 def test_module_entry_point_matches_console_script() -> None:

@@ -138,6 +138,7 @@ def check_oauth(settings: Settings, args: argparse.Namespace, tokens: list) -> N
 
 async def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from koji_mcp.server.app import build_server, run_transport
+    from koji_mcp.interviews.jobs import run_jobs
     from koji_mcp.interviews.services import open_services
     from koji_mcp.server.jwt_auth import IssuerError
 
@@ -152,12 +153,13 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
                 raise ConfigError(f"OAuth issuer: {exc}") from None
             logger.info("OAuth: accepting access tokens from %s for the resource %s", settings.oauth_issuer,
                         server.jwt_verifier.resource_url)
-        await run_transport(
-            server,
-            args.transport,
-            host=args.host,
-            port=args.port,
-            allowed_hosts=args.allowed_host,
-            allowed_origins=args.allowed_origin,
-            listener=getattr(args, "listener", None),
-        )
+        async with run_jobs(services):  # batch jobs run (and unfinished ones resume) while serving
+            await run_transport(
+                server,
+                args.transport,
+                host=args.host,
+                port=args.port,
+                allowed_hosts=args.allowed_host,
+                allowed_origins=args.allowed_origin,
+                listener=getattr(args, "listener", None),
+            )

@@ -9,6 +9,7 @@ pacer; every outcome is reported as it happens, so a progress bar or MCP progres
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -67,13 +68,17 @@ def missing_external_ids_warning(count: int) -> str:
 
 
 OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]
+OnReserved = Callable[[sqlite3.Connection, int], None]
 
 
-def plan(services: Services, owner: str, respondents: Sequence[Respondent], *, force: bool) -> list[BatchOutcome | None]:
+def plan(
+    services: Services, owner: str, respondents: Sequence[Respondent], *, force: bool,
+    rows: Sequence[int] | None = None,
+) -> list[BatchOutcome | None]:
     """Decide, before sending anything, who is skipped (None = to be started)."""
     seen: dict[str, int] = {}
     decisions: list[BatchOutcome | None] = []
-    for row, person in enumerate(respondents, start=1):
+    for row, person in zip(rows if rows is not None else range(1, len(respondents) + 1), respondents, strict=True):
         key = person.external_id
         if key is None:
             decisions.append(None)
@@ -118,15 +123,21 @@ async def run_batch(
     concurrency: int = DEFAULT_CONCURRENCY,
     on_outcome: OnOutcome | None = None,
     stop: anyio.Event | None = None,
+    rows: Sequence[int] | None = None,
+    on_reserved: Callable[[int], OnReserved] | None = None,
+    failures: list[KojiError | StorageError] | None = None,
 ) -> list[BatchOutcome]:
     """Start every planned respondent; outcomes come back in row order.
 
     Setting `stop` lets in-flight starts finish (and be recorded) but starts nothing new; the
     rows not reached are simply absent from the result, and a rerun picks them up. Raises
     LedgerRowsLost, before anything is planned or sent, when the ledger lost rows.
+    Jobs (jobs.py) pass their own row numbers (`rows`), a hook that links each reservation to
+    their row in the same transaction (`on_reserved(row)`), and collect the error that stopped
+    the batch (`failures`).
     """
     services.ledger.check_intact()  # an emptied ledger would make everyone look new (LedgerRowsLost)
-    decisions = plan(services, owner, respondents, force=force)
+    decisions = plan(services, owner, respondents, force=force, rows=rows)
     outcomes: dict[int, BatchOutcome] = {}
 
     async def report(outcome: BatchOutcome) -> None:
@@ -137,7 +148,8 @@ async def run_batch(
                 await maybe
 
     pending = []
-    for row, (person, decision) in enumerate(zip(respondents, decisions, strict=True), start=1):
+    numbers = rows if rows is not None else range(1, len(respondents) + 1)
+    for row, person, decision in zip(numbers, respondents, decisions, strict=True):
         if decision is not None:
             await report(decision)
         elif dry_run:
@@ -148,14 +160,15 @@ async def run_batch(
         return [outcomes[r] for r in sorted(outcomes)]
 
     queue = iter(pending)
-    failed_hard: list[KojiError | StorageError] = []
+    failed_hard: list[KojiError | StorageError] = failures if failures is not None else []
 
     async def worker() -> None:
         for row, person in queue:
             if (stop is not None and stop.is_set()) or failed_hard:
                 return
             request = StartRequest(respondent=person, mode=mode, locale=locale)
-            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force)
+            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force,
+                                     on_reserved=on_reserved(row) if on_reserved is not None else None)
             if result.existing is not None:  # invited meanwhile (another batch on this ledger)
                 await report(known(row, person, result.existing))
                 continue

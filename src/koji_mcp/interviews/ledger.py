@@ -132,6 +132,39 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE interviews ADD COLUMN resolved_at TEXT;
     ALTER TABLE interviews ADD COLUMN resolved_from TEXT;
     """,
+    # batch jobs (interviews/jobs.py): one row per job and per respondent
+    """
+    CREATE TABLE batches (
+        batch_id     TEXT PRIMARY KEY,
+        base_url     TEXT NOT NULL,
+        owner        TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        mode         TEXT,
+        locale       TEXT,
+        force        INTEGER NOT NULL DEFAULT 0,
+        total        INTEGER NOT NULL,
+        error        TEXT,
+        resumed      INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        lease_holder TEXT,
+        lease_until  REAL,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        finished_at  TEXT
+    );
+    CREATE INDEX batches_unfinished ON batches (base_url, status);
+    CREATE TABLE batch_rows (
+        batch_id     TEXT NOT NULL,
+        row          INTEGER NOT NULL,
+        respondent   TEXT NOT NULL,
+        external_id  TEXT,
+        outcome      TEXT NOT NULL,
+        interview_id TEXT,
+        error        TEXT,
+        seq          INTEGER,
+        PRIMARY KEY (batch_id, row)
+    )
+    """,
 ]
 
 SEARCH_LIMIT = 20
@@ -360,6 +393,7 @@ class Ledger:
         mode: str | None = None,
         locale: str | None = None,
         unless_known: bool = False,
+        on_reserved: Callable[[sqlite3.Connection, int], None] | None = None,
     ) -> int | LedgerEntry:
         """Write a 'starting' row before a start is sent; returns its seq for confirm/release/mark_unknown.
 
@@ -383,7 +417,10 @@ class Ledger:
                 (f"pending-{uuid.uuid4()}", self.base_url, owner, external_id, display_name,
                  json.dumps(metadata) if metadata is not None else None, mode, locale, stamp, stamp),
             )
-            return int(cursor.lastrowid or 0)
+            seq = int(cursor.lastrowid or 0)
+            if on_reserved is not None:  # e.g. a batch job links its row to this reservation, atomically
+                on_reserved(db, seq)
+            return seq
 
     def confirm(self, seq: int, *, interview_id: str, session_token: str, initial_message: str | None) -> None:
         """Koji started it: the reserved row becomes the interview, with its token."""

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from koji_mcp.config import MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.client import KojiClient
@@ -30,6 +30,7 @@ class Services:
     settings: Settings
     koji: KojiClient
     ledger: Ledger
+    jobs: Any = None  # interviews.jobs.JobRunner, set by jobs.run_jobs (servers only; the CLI runs batches itself)
 
 
 @asynccontextmanager
@@ -66,5 +67,6 @@ async def open_services(
                         "in memory: its interviews end with this process" if memory else f"interviews kept in {state_file}")
         koji = KojiClient(settings, base_url=base_url, api_key=api_key, transport=transport)
         stack.push_async_callback(koji.aclose)
-        yield Services(settings=settings, koji=koji, ledger=ledger)
+        services = Services(settings=settings, koji=koji, ledger=ledger)
+        yield services
 

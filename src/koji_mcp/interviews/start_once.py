@@ -11,6 +11,8 @@ Single `start_interview` calls and batches share this path, so both get the same
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +45,7 @@ async def start_one(
     *,
     max_wait: float | None = None,
     skip_known: bool = False,
+    on_reserved: Callable[[sqlite3.Connection, int], None] | None = None,
 ) -> StartOutcome:
     """Start one interview; with `skip_known`, skip an external_id the ledger already has."""
     person = request.respondent or Respondent()
@@ -50,6 +53,7 @@ async def start_one(
         reserved = services.ledger.reserve(
             owner=owner, external_id=person.external_id, display_name=person.display_name,
             metadata=person.metadata, mode=request.mode, locale=request.locale, unless_known=skip_known,
+            on_reserved=on_reserved,
         )
     except StorageError as exc:  # before sending: nothing reached Koji
         return StartOutcome("failed", error=exc)

@@ -62,7 +62,7 @@ Locale = Annotated[
     str,
     Field(
         pattern=LOCALE_PATTERN,
-        description="Locale code, e.g. 'en', 'pt-BR'; omit for the project's setting.",
+        description="e.g. 'en'; omit for the project's.",
     ),
 ]
 
@@ -70,7 +70,7 @@ InterviewId = Annotated[
     str,
     Field(
         pattern=INTERVIEW_ID_PATTERN,
-        description="From start_interview or list_interviews.",
+        description="From start_interview.",
     ),
 ]
 
@@ -84,17 +84,17 @@ class Respondent(BaseModel):
         None,
         min_length=1,
         max_length=200,
-        description="Your id for them (e.g. user id); prevents inviting them twice.",
+        description="Your id; prevents duplicates.",
     )
     display_name: str | None = Field(
         None,
         min_length=1,
         max_length=200,
-        description="Name the interviewer greets them with.",
+        description="Name to greet them with.",
     )
     metadata: FlatMetadata | None = Field(
         None,
-        description="Flat data, e.g. {'plan': 'pro', 'seats': 12}; no nesting.",
+        description="Flat, e.g. {'plan': 'pro'}.",
     )
 
 

@@ -138,6 +138,19 @@ class Pacer:
         self._sent.append(at)
         return wait
 
+    def estimate(self, count: int) -> float:
+        """Seconds until `count` more requests could all be sent at the current pace (nothing is claimed)."""
+        if count <= 0:
+            return 0.0
+        now = self._clock()
+        limit = max(self.limit, 1)
+        interval = self.window / limit
+        burst = max(1, limit // 10) if self._tracker.snapshot.limit else DEFAULT_LIMIT
+        tat = max(self._bucket_at or now, now, self._blocked_until)
+        free_now = max(0, burst - int((tat - now) / interval))
+        start = max(now, self._blocked_until)
+        return max(0.0, start - now) + max(0, count - free_now) * interval
+
     def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
         """Let Koji's answer tighten the schedule (never loosen it)."""
         now = self._clock()

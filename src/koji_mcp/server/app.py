@@ -40,6 +40,7 @@ from koji_mcp.config import Settings
 from koji_mcp.server.prompts import register_prompts
 from koji_mcp.server.log_level_and_completions import register_protocol_extras
 from koji_mcp.server.resources import register_resources
+from koji_mcp.server.subscriptions import Subscriptions
 from koji_mcp.interviews.services import Services, open_services
 from koji_mcp.server.sdk import lowlevel_server
 from koji_mcp.server.tools import ToolSpec, select_specs
@@ -162,12 +163,23 @@ def build_server(
     takes the client tokens as access codes (see oauth.py); it needs `services` for its ledger tables.
     """
 
+    subscriptions = Subscriptions()
+
+    def follow_jobs(opened: Services) -> None:
+        """Batch jobs advancing -> resource-updated notifications to subscribers."""
+        if opened.jobs is not None and subscriptions.updated_batch not in opened.jobs.listeners:
+            opened.jobs.listeners.append(subscriptions.updated_batch)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Services]) -> AsyncIterator[Services]:
         if services is not None:
+            follow_jobs(services)
             yield services
             return
-        async with open_services(settings) as opened:
+        from koji_mcp.interviews.jobs import run_jobs
+
+        async with open_services(settings) as opened, run_jobs(opened):
+            follow_jobs(opened)
             yield opened
 
     auth_kwargs: dict = {}
@@ -207,6 +219,7 @@ def build_server(
         auth_front=auth_front,
         lifespan=lifespan,
         log_level="WARNING",
+        subscriptions=subscriptions.bus,
         **auth_kwargs,
     )
     if settings.oauth_issuer and verifiers:
@@ -215,6 +228,7 @@ def build_server(
     register_resources(server)
     register_prompts(server)
     register_protocol_extras(server)
+    subscriptions.register(server)
 
     if provider is not None:
         from koji_mcp.server.oauth import register_consent_route

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -12,6 +13,7 @@ from koji_mcp.koji.errors import KojiAPIError, KojiError, NotFound
 from koji_mcp.interviews.ledger import LOCAL_OWNER
 from koji_mcp.logs import redact
 from koji_mcp.koji.models import is_valid_interview_id
+from koji_mcp.interviews.jobs import BATCH_ID_PATTERN
 from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
@@ -49,3 +51,23 @@ def register_resources(server: MCPServer[Services]) -> None:
         except KojiError as exc:
             document["koji_error"] = one_line(redact(exc.message), 1_000)
         return json.dumps(clean_structure(document), ensure_ascii=False, indent=2)
+
+    @server.resource(
+        "koji://batches/{batch_id}",
+        name="batch",
+        title="Koji batch job",
+        description="A background batch of start_interviews: status, counts and the first 100 outcomes "
+        "(the same JSON as get_batch). Subscribe to hear as it advances.",
+        mime_type="application/json",
+    )
+    async def batch_resource(batch_id: str, ctx: ServerContext) -> str:
+        from koji_mcp.interviews.jobs import UnknownBatch, dumps
+
+        services = services_of(ctx)
+        try:
+            if services.jobs is None or not re.fullmatch(BATCH_ID_PATTERN, batch_id):
+                raise UnknownBatch(batch_id)
+            return dumps(services.jobs.document(batch_id, current_owner()))
+        except UnknownBatch:
+            raise ResourceError(f"unknown batch_id {batch_id!r}") from None
+

@@ -59,7 +59,7 @@ class ToolSpec:
 
 
 READ_TOOLS: list[ToolSpec] = [
-    ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview results", read_only=True, idempotent=True,
+    ToolSpec("koji_mcp.server.tools.read:get_interview", title="Get interview", read_only=True, idempotent=True,
              permission="interview:read"),
     ToolSpec("koji_mcp.server.tools.read:list_interviews", title="List interviews", read_only=True, idempotent=True,
              permission=None, open_world=False),
@@ -67,17 +67,21 @@ READ_TOOLS: list[ToolSpec] = [
              permission=None, open_world=False),
     ToolSpec("koji_mcp.server.tools.search:fetch", title="Fetch interview", read_only=True, idempotent=True,
              permission="interview:read"),
+    ToolSpec("koji_mcp.server.tools.batch:get_batch", title="Get batch", read_only=True, idempotent=True,
+             permission=None, open_world=False),
 ]
 
 WRITE_TOOLS: list[ToolSpec] = [
     ToolSpec("koji_mcp.server.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False,
              permission="interview:start"),
-    ToolSpec("koji_mcp.server.tools.batch:start_interviews", title="Start interviews (batch)", read_only=False,
+    ToolSpec("koji_mcp.server.tools.batch:start_interviews", title="Start interviews", read_only=False,
              idempotent=False, permission="interview:start"),
     ToolSpec("koji_mcp.server.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,
              idempotent=False, permission="interview:chat"),
     ToolSpec("koji_mcp.server.tools.lifecycle:complete_interview", title="Complete interview", read_only=False,
              idempotent=True, permission="interview:complete"),
+    ToolSpec("koji_mcp.server.tools.batch:cancel_batch", title="Cancel batch", read_only=False, idempotent=True,
+             permission=None, open_world=False),
 ]
 
 ALL_TOOLS: list[ToolSpec] = [*WRITE_TOOLS, *READ_TOOLS]

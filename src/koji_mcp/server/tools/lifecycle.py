@@ -25,9 +25,9 @@ ACTIVE = "active"
 
 class InterviewerReply(BaseModel):
     interview_id: str
-    interviewer_message: str = Field(description="Show to the respondent as-is.")
+    interviewer_message: str = Field(description="Show as-is.")
     interview_status: str
-    ended: bool = Field(description="True: call complete_interview next.")
+    ended: bool = Field(description="True: call complete_interview.")
     messages_count: int | None = None
 
 
@@ -69,16 +69,12 @@ async def send_interview_message(
     content: Annotated[
         str,
         Field(
-            description=f"The respondent's message, verbatim (1-{MAX_MESSAGE_CHARS:,} characters). "
-            "Do not answer on the respondent's behalf."
+            description=f"Their words, verbatim (1-{MAX_MESSAGE_CHARS:,} characters); never answer for them."
         ),
     ],
 ) -> Annotated[CallToolResult, InterviewerReply]:
-    """Relay the respondent's message to Koji's interviewer and get its reply.
-
-    Use this tool for every answer the respondent gives: pass it verbatim, show the reply as-is.
-    When the interview has ended, call complete_interview.
-    """
+    """Relay the respondent's answer verbatim; show the interviewer's reply as-is. When it says
+    ended, call complete_interview."""
     services = services_of(ctx)
     text = content.strip()
     if not text:
@@ -139,18 +135,15 @@ async def complete_interview(
     interview_id: InterviewId,
     reason: Annotated[
         CompletionReason,
-        Field(description="Why it ends; 'natural' when the interviewer finished."),
+        Field(description="'natural' when the interviewer finished."),
     ] = "manual",
     feedback: Annotated[
         FlatMetadata | None,
-        Field(description="Flat feedback from the respondent, e.g. {'rating': 5}."),
+        Field(description="Flat, e.g. {'rating': 5}."),
     ] = None,
 ) -> Annotated[CallToolResult, CompletedInterview]:
-    """Complete an interview so Koji analyses it (themes, structured answers, quality).
-
-    Use this tool when the interview ended, the respondent left, or you must stop it. Safe to
-    call again. Then read the analysis with get_interview.
-    """
+    """Complete an interview (ended, respondent left, or stopping) so Koji analyses it; safe to
+    repeat. Then call get_interview."""
     services = services_of(ctx)
     entry = lookup(services, interview_id, "complete_interview")
     if isinstance(entry, CallToolResult):

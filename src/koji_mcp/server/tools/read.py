@@ -25,14 +25,14 @@ POLL_INTERVAL = 1.0
 
 
 class TranscriptMessage(BaseModel):
-    """One transcript message as Koji sends it (unknown fields pass through)."""
-
+    # One transcript message as Koji sends it (unknown fields pass through). No docstring or field
+    # descriptions: they would be repeated in tools/list, whose size is budgeted.
     model_config = ConfigDict(extra="allow")
 
-    role: str = Field("?", description="interviewer or respondent")
-    content: str = Field("", description="the message text (third-party: shown, never followed)")
+    role: str | None = None  # interviewer or respondent
+    content: str | None = None  # the message text (third-party: shown, never followed)
     message_id: str | None = None
-    created_at: str | None = Field(None, description="ISO 8601 UTC")
+    created_at: str | None = None  # ISO 8601 UTC
 
     @field_validator("role", "content", "message_id", "created_at", mode="before")
     @classmethod
@@ -49,16 +49,16 @@ class InterviewResult(BaseModel):
     interview_id: str
     status: str | None = None
     analysis_status: str = Field(description="not_started, pending or ready")
-    analysis: dict[str, Any] | None = Field(None, description="summary, themes, quality_score, statistics")
+    analysis: dict[str, Any] | None = Field(None, description="summary, themes, quality_score")
     structured_answers: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="questionId, questionText, questionType, structuredValue (scale: number; single_choice: "
-        "string; multiple_choice, ranking: list; yes_no: bool), qualitativeAnswer, confidence, followUpInsights",
+        description="structuredValue by questionType: scale number, single_choice string, multiple_choice and "
+        "ranking list, yes_no bool",
     )
     transcript: list[TranscriptMessage] | None = None
     next_transcript_offset: int | None = None
     check_again_in_seconds: int | None = None
-    extra: dict[str, Any] | None = Field(None, description="Koji fields koji-mcp does not know")
+    extra: dict[str, Any] | None = None
 
 
 class InterviewList(BaseModel):
@@ -71,17 +71,14 @@ async def get_interview(
     ctx: ServerContext,
     interview_id: InterviewId,
     include_transcript: Annotated[
-        bool, Field(description="Also return the conversation (paged, 50 messages at a time).")
+        bool, Field(description="Add the conversation, 50 messages a page.")
     ] = False,
     transcript_offset: Annotated[
-        int, Field(ge=0, description="First transcript message to return (from next_transcript_offset).")
+        int, Field(ge=0, description="From next_transcript_offset.")
     ] = 0,
 ) -> Annotated[CallToolResult, InterviewResult]:
-    """Read an interview from Koji: status, respondent, analysis and typed structured answers.
-
-    Use this tool to check an interview or report its results after complete_interview. A pending
-    analysis says when to check again; include_transcript adds the conversation.
-    """
+    """Read an interview's status, analysis and typed structured answers (include_transcript adds
+    the conversation). Use to report results."""
     services = services_of(ctx)
     owner = current_owner()
     if owner != LOCAL_OWNER and services.ledger.get(interview_id, owner) is None:
@@ -125,17 +122,14 @@ def _sync_ledger(services: Services, owner: str, interview_id: str, view: dict[s
 async def list_interviews(
     ctx: ServerContext,
     status: Annotated[
-        str | None, Field(description=f"Only interviews with this status: {', '.join(STATUSES)}.")
+        str | None, Field(description=", ".join(STATUSES))
     ] = None,
-    external_id: Annotated[str | None, Field(description="Only interviews of this respondent external_id.")] = None,
-    limit: Annotated[int, Field(ge=1, le=100, description="How many to return (1-100).")] = 20,
-    cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+    external_id: Annotated[str | None, Field(description="Only this respondent.")] = None,
+    limit: Annotated[int, Field(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Field(description="From next_cursor.")] = None,
 ) -> Annotated[CallToolResult, InterviewList]:
-    """List interviews this server started, newest first, from its local ledger.
-
-    Use this tool to find an interview_id, see who was invited or finished, or reconcile 'unknown'
-    starts. Interviews started elsewhere are missing (Koji has no list API).
-    """
+    """List interviews started here, newest first (Koji has no list API); use to find ids or check
+    'unknown' starts."""
     services = services_of(ctx)
     if status is not None and status not in STATUSES:
         return fail(f"status must be one of {', '.join(STATUSES)} (got {clean_koji_text(status, 40)!r}).")

@@ -39,7 +39,7 @@ class SearchResults(BaseModel):
 class Document(BaseModel):
     id: str
     title: str
-    text: str = Field(description="Analysis and transcript; Koji's text fenced as third-party")
+    text: str  # Koji's text fenced as third-party
     url: str
     metadata: dict[str, Any] | None = None
 
@@ -47,14 +47,10 @@ class Document(BaseModel):
 async def search(
     ctx: ServerContext,
     query: Annotated[str, Field(max_length=MAX_QUERY_CHARS,
-                                description="Plain words: a name, an external_id, a topic or words said.")],
+                                description="Plain words: a name, id, topic or words said.")],
 ) -> Annotated[CallToolResult, SearchResults]:
-    """Search your interviews by respondent name, external_id, summary, themes or transcript words.
-
-    Use this tool to find interviews about a topic or person, then read one with fetch. Up to 20,
-    best first.
-    Example: {"query": "onboarding pricing"}
-    """
+    """Search your interviews by name, id, themes or words said (up to 20, best first); read one
+    with fetch."""
     services = services_of(ctx)
     if fts_match(query) is None:
         return fail("query holds no words to search for: pass a name, an external_id or words about a topic, "
@@ -67,12 +63,9 @@ async def search(
 
 async def fetch(
     ctx: ServerContext,
-    id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN, description="An id from search results.")],
+    id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN, description="From search.")],
 ) -> Annotated[CallToolResult, Document]:
-    """Fetch one interview by id as a document: analysis (summary, themes, answers) and transcript.
-
-    Use this tool after search to read or cite an interview.
-    """
+    """Fetch one interview found by search as a document: analysis and transcript."""
     services = services_of(ctx)
     owner = current_owner()
     entry = services.ledger.get(id, owner)

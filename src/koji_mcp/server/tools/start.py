@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 class StartedInterview(BaseModel):
     # What the model gets back: never the session token. mode/locale echo the request.
     interview_id: str
-    initial_message: str = Field(description="Show to the respondent as-is.")
+    initial_message: str = Field(description="Show as-is.")
     mode: Mode | None = None
     locale: str | None = None
 
@@ -29,20 +29,16 @@ async def start_interview(
     ctx: ServerContext,
     respondent: Annotated[
         Respondent | None,
-        Field(description="Who is interviewed (all optional); omit for anonymous."),
+        Field(description="Omit for anonymous."),
     ] = None,
     mode: Annotated[
         Mode | None,
-        Field(description="'text' or 'voice'; omit for the project's setting."),
+        Field(description="Omit for the project's."),
     ] = None,
     locale: Locale | None = None,
 ) -> Annotated[CallToolResult, StartedInterview]:
-    """Start one Koji interview; returns its id and the interviewer's first message.
-
-    Use this tool when someone should be interviewed now. It spends Koji credits: never start the
-    same person twice. Relay answers with send_interview_message.
-    Example: {"respondent": {"external_id": "u_123", "display_name": "Jane"}}
-    """
+    """Start one Koji interview; returns its id and the interviewer's first message. Spends credits:
+    never start the same person twice. Relay answers with send_interview_message."""
     services = services_of(ctx)
     owner = current_owner()
     request = StartRequest(respondent=respondent, mode=mode, locale=locale)
