@@ -181,3 +181,55 @@ async def test_on_2026_07_28_listeners_hear_the_batch_advance(settings, sandbox)
                         break
         assert heard >= 1
         assert state.structured_content["status"] == "done"
+
+
+async def test_a_job_whose_lease_was_taken_over_sends_nothing_more(settings, sandbox) -> None:
+    """Exactly once across processes: sends check the lease in the same transaction as the reservation."""
+    import sqlite3
+
+    sandbox.fault(method="POST", path=START, delay=0.3, times=1000)
+    async with Client(build_server(settings), mode="legacy") as client:
+        r = await client.call_tool("start_interviews", {"respondents": people(30), "background": True})
+        batch_id = r.structured_content["batch_id"]
+        with anyio.fail_after(10):
+            while (await client.call_tool("get_batch", {"batch_id": batch_id})).structured_content["counts"][
+                    "started"] < 2:
+                await anyio.sleep(0.05)
+        with sqlite3.connect(f"{settings.state_dir}/ledger.sqlite3", isolation_level=None) as db:
+            db.execute("UPDATE batches SET lease_holder = 'elsewhere:1:peer', lease_until = ? WHERE batch_id = ?",
+                       (time.time() + 600, batch_id))  # another replica took the job over (our lease lapsed)
+        await anyio.sleep(1.0)  # starts already on the wire finish
+        sent = start_count(sandbox.base_url)
+        await anyio.sleep(1.5)
+        assert start_count(sandbox.base_url) == sent < 30
+        with sqlite3.connect(f"{settings.state_dir}/ledger.sqlite3") as db:
+            holder, status = db.execute("SELECT lease_holder, status FROM batches WHERE batch_id = ?",
+                                        (batch_id,)).fetchone()
+        assert (holder, status) == ("elsewhere:1:peer", "running")  # its status is not ours to overwrite
+
+
+async def test_an_interrupted_job_is_resumed_only_by_a_server_that_may_start(settings, sandbox) -> None:
+    from koji_mcp.interviews.jobs import JobStore, run_jobs
+    from koji_mcp.interviews.services import open_services
+
+    sandbox.fault(method="POST", path=START, delay=0.2, times=1000)
+    async with open_services(settings) as services, run_jobs(services) as jobs:
+        batch_id = jobs.submit("local", [(p, None) for p in _respondents(40)], mode=None, locale=None, force=False)
+        await anyio.sleep(0.5)
+    # the server closed mid-job: interrupted, with rows left to start
+    async with open_services(settings) as services:
+        store = JobStore(services.ledger)
+        assert store.job(batch_id)["status"] == "interrupted" and store.counts(batch_id)["pending"] > 0
+    sent = start_count(sandbox.base_url)
+    read_only = settings.model_copy(update={"read_only": True})
+    async with open_services(read_only) as services, run_jobs(services) as jobs:
+        await anyio.sleep(1.0)
+        assert jobs.document(batch_id, "local")["status"] == "interrupted"
+    assert start_count(sandbox.base_url) == sent  # a read-only server never sends a start
+    async with open_services(settings) as services, run_jobs(services) as jobs:
+        with anyio.fail_after(20):
+            while (done := jobs.document(batch_id, "local"))["status"] == "running" or done["counts"]["pending"]:
+                await anyio.sleep(0.1)
+    assert done["status"] == "done" and done["resumed"] >= 1
+    assert done["counts"]["started"] + done["counts"]["unknown"] == 40
+    assert max(starts_by_external_id(sandbox.base_url).values()) == 1

@@ -47,10 +47,11 @@ class OAuthServer:
             return db.execute("SELECT COUNT(*) FROM oauth_clients").fetchone()[0]
 
 
-def start_server(sandbox_url: str, state: Path, port: int | None = None, *extra: str) -> OAuthServer:
+def start_server(sandbox_url: str, state: Path, port: int | None = None, *extra: str,
+                 tokens: str = f"alice={ALICE},bob={BOB}") -> OAuthServer:
     port = port or free_port()
     env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox_url, KOJI_MCP_STATE_DIR=str(state),
-                         KOJI_MCP_AUTH_TOKEN=f"alice={ALICE},bob={BOB}", KOJI_MCP_OAUTH="builtin")
+                         KOJI_MCP_AUTH_TOKEN=tokens, KOJI_MCP_OAUTH="builtin")
     proc = subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
                              *extra], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -432,3 +433,20 @@ def test_bad_oauth_setups_exit_2_with_one_line(args, env, message, tmp_path) -> 
                           timeout=30, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_grant_ends_when_its_team_token_is_removed(sandbox_server, tmp_path) -> None:
+    """Removing bob from KOJI_MCP_AUTH_TOKEN ends his OAuth connectors too (access and refresh)."""
+    first = start_server(sandbox_server.base_url, tmp_path)
+    try:
+        flow, tokens = tokens_for(first, BOB)
+        assert mcp_status(first.base, tokens["access_token"]) == 200
+        port = first.port
+    finally:
+        stop(first)
+    without_bob = start_server(sandbox_server.base_url, tmp_path, port, tokens=f"alice={ALICE}")
+    try:
+        assert mcp_status(without_bob.base, tokens["access_token"]) == 401
+        assert refresh(without_bob.base, flow.client_id, tokens["refresh_token"]).status_code == 400
+    finally:
+        stop(without_bob)

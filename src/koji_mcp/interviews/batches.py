@@ -16,7 +16,6 @@ from typing import Literal
 
 import anyio
 
-from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.koji.errors import (
     BriefNotPublished,
     Forbidden,
@@ -26,7 +25,7 @@ from koji_mcp.koji.errors import (
     Unauthorized,
 )
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
-from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry
+from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry, ReservationRefused, StorageError
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import one_line
@@ -161,14 +160,19 @@ async def run_batch(
 
     queue = iter(pending)
     failed_hard: list[KojiError | StorageError] = failures if failures is not None else []
+    refused: list[int] = []
 
     async def worker() -> None:
         for row, person in queue:
-            if (stop is not None and stop.is_set()) or failed_hard:
+            if (stop is not None and stop.is_set()) or failed_hard or refused:
                 return
             request = StartRequest(respondent=person, mode=mode, locale=locale)
-            result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force,
-                                     on_reserved=on_reserved(row) if on_reserved is not None else None)
+            try:
+                result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force,
+                                         on_reserved=on_reserved(row) if on_reserved is not None else None)
+            except ReservationRefused:  # a job that is no longer ours to run: stop, nothing was sent
+                refused.append(row)
+                return
             if result.existing is not None:  # invited meanwhile (another batch on this ledger)
                 await report(known(row, person, result.existing))
                 continue

@@ -33,7 +33,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from koji_mcp.interviews.batches import BatchOutcome, run_batch
-from koji_mcp.interviews.ledger import Ledger, now_iso
+from koji_mcp.interviews.ledger import Ledger, ReservationRefused, now_iso
 from koji_mcp.koji.errors import KojiError
 from koji_mcp.koji.models import Respondent
 
@@ -114,8 +114,8 @@ class JobStore:
         return batch_id
 
     def job(self, batch_id: str, owner: str | None = None) -> sqlite3.Row:
-        with self.ledger._lock:
-            row = self.ledger._db.execute(
+        with self.ledger._read() as db:
+            row = db.execute(
                 "SELECT * FROM batches WHERE batch_id = ? AND base_url = ?", (batch_id, self.ledger.base_url)
             ).fetchone()
         if row is None or (owner is not None and row["owner"] != owner):
@@ -123,8 +123,8 @@ class JobStore:
         return row
 
     def counts(self, batch_id: str) -> dict[str, int]:
-        with self.ledger._lock:
-            found = self.ledger._db.execute(
+        with self.ledger._read() as db:
+            found = db.execute(
                 "SELECT outcome, COUNT(*) FROM batch_rows WHERE batch_id = ? GROUP BY outcome", (batch_id,)
             ).fetchall()
         counts = dict.fromkeys(ROW_OUTCOMES, 0)
@@ -133,26 +133,38 @@ class JobStore:
         return counts
 
     def page(self, batch_id: str, after_row: int, limit: int = PAGE) -> list[sqlite3.Row]:
-        with self.ledger._lock:
-            return self.ledger._db.execute(
+        with self.ledger._read() as db:
+            return db.execute(
                 "SELECT * FROM batch_rows WHERE batch_id = ? AND row > ? ORDER BY row LIMIT ?",
                 (batch_id, after_row, limit),
             ).fetchall()
 
     def pending(self, batch_id: str) -> list[tuple[int, Respondent]]:
-        with self.ledger._lock:
-            rows = self.ledger._db.execute(
+        with self.ledger._read() as db:
+            rows = db.execute(
                 "SELECT row, respondent FROM batch_rows WHERE batch_id = ? AND outcome = 'pending' ORDER BY row",
                 (batch_id,),
             ).fetchall()
         return [(row, Respondent.model_validate_json(text)) for row, text in rows]
 
-    def link(self, batch_id: str, row: int) -> Callable[[sqlite3.Connection, int], None]:
-        """The hook `Ledger.reserve` runs inside its transaction: this row is now being sent."""
+    def link(self, batch_id: str, row: int, holder: str) -> Callable[[sqlite3.Connection, int], None]:
+        """The hook `Ledger.reserve` runs inside its transaction: this row is now being sent.
+
+        Only while `holder` still holds the job's lease, the job runs, no cancel was asked and the
+        row is still pending; otherwise the reservation is rolled back (ReservationRefused) and
+        nothing is sent. This, not the lease renewal, is what keeps two processes from both sending.
+        """
 
         def on_reserved(db: sqlite3.Connection, seq: int) -> None:
-            db.execute("UPDATE batch_rows SET outcome = 'sending', seq = ? WHERE batch_id = ? AND row = ?",
-                       (seq, batch_id, row))
+            linked = db.execute(
+                """UPDATE batch_rows SET outcome = 'sending', seq = ?
+                   WHERE batch_id = ? AND row = ? AND outcome = 'pending'
+                     AND EXISTS (SELECT 1 FROM batches WHERE batch_id = ? AND lease_holder = ?
+                                 AND status = 'running' AND cancel_requested = 0)""",
+                (seq, batch_id, row, batch_id, holder),
+            ).rowcount
+            if linked != 1:
+                raise ReservationRefused(f"batch {batch_id} row {row} is no longer this process's to send")
 
         return on_reserved
 
@@ -180,7 +192,7 @@ class JobStore:
                 (batch_id,),
             ).fetchall()
             for row, seq, status, interview_id in rows:
-                if status is None:  # released: rejected or never sent
+                if status is None or status == "not_started":  # released (rejected or never sent), or settled by hand
                     db.execute("UPDATE batch_rows SET outcome = 'pending', seq = NULL WHERE batch_id = ? AND row = ?",
                                (batch_id, row))
                 elif status in ("starting", "unknown"):
@@ -199,9 +211,13 @@ class JobStore:
                     db.execute("UPDATE batch_rows SET outcome = 'started', interview_id = ? WHERE batch_id = ? AND row = ?",
                                (interview_id, batch_id, row))
 
-    def finish(self, batch_id: str, status: JobStatus, error: str | None = None) -> None:
+    def finish(self, batch_id: str, status: JobStatus, error: str | None = None, *, holder: str | None = None) -> None:
+        """Record how the job ended; with `holder`, only if that process still holds the lease."""
         stamp = now_iso()
         with self.ledger._tx() as db:
+            if holder is not None and db.execute(
+                    "SELECT 1 FROM batches WHERE batch_id = ? AND lease_holder = ?", (batch_id, holder)).fetchone() is None:
+                return  # another process took the job over: its status is not ours to write
             if status == "cancelled":
                 db.execute("UPDATE batch_rows SET outcome = 'cancelled' WHERE batch_id = ? AND outcome = 'pending'",
                            (batch_id,))
@@ -238,8 +254,8 @@ class JobStore:
     def resumable(self) -> list[str]:
         """Unfinished jobs on this base URL whose lease is free (expired, dead holder, or none)."""
         now = time.time()
-        with self.ledger._lock:
-            rows = self.ledger._db.execute(
+        with self.ledger._read() as db:
+            rows = db.execute(
                 "SELECT batch_id, lease_holder, lease_until FROM batches WHERE base_url = ? "
                 "AND status IN ('running', 'interrupted') ORDER BY created_at",
                 (self.ledger.base_url,),
@@ -271,13 +287,14 @@ class JobRunner:
         self.listeners: list[Listener] = []
         self._last_notice: dict[str, float] = {}
         self._notice_due: set[str] = set()
+        self._watcher = anyio.CancelScope()
 
     # -- starting and stopping ------------------------------------------------------------------
 
     def submit(self, owner: str, rows: list[tuple[Respondent, BatchOutcome | None]], *, mode: str | None,
                locale: str | None, force: bool) -> str:
         batch_id = self.store.create(owner, rows, mode=mode, locale=locale, force=force, holder=self.holder)
-        self._launch(batch_id, resumed=False)
+        self._launch(batch_id)
         return batch_id
 
     def start_watching(self) -> None:
@@ -285,21 +302,26 @@ class JobRunner:
         self._group.start_soon(self._watch)
 
     async def _watch(self) -> None:
-        while True:
-            for batch_id in self.store.resumable():
-                if batch_id not in self._running and self.store.claim(batch_id, self.holder, resuming=True):
-                    self.store.reconcile_sending(batch_id, crashed=True)
-                    logger.info("resuming batch %s", batch_id)
-                    self._launch(batch_id, resumed=True)
-            await anyio.sleep(SCAN_EVERY)
+        with self._watcher:
+            while True:
+                try:
+                    for batch_id in self.store.resumable():
+                        if batch_id not in self._running and self.store.claim(batch_id, self.holder, resuming=True):
+                            self.store.reconcile_sending(batch_id, crashed=True)
+                            logger.info("resuming batch %s", batch_id)
+                            self._launch(batch_id)
+                except Exception:  # a busy or broken ledger must not take the server down: try again later
+                    logger.exception("could not look for batch jobs to resume")
+                await anyio.sleep(SCAN_EVERY)
 
-    def _launch(self, batch_id: str, *, resumed: bool) -> None:
+    def _launch(self, batch_id: str) -> None:
         running = _Running()
         self._running[batch_id] = running
         self._group.start_soon(self._run, batch_id, running)
 
     async def shutdown(self) -> None:
         """Process exit: in-flight starts finish and are recorded; the jobs become 'interrupted'."""
+        self._watcher.cancel()  # first: it must not take back a job while the others are stopping
         for running in list(self._running.values()):
             running.stop.set()
             if running.scope is not None:
@@ -360,9 +382,13 @@ class JobRunner:
                         while True:
                             await anyio.sleep(1.0)
                             ticks += 1
-                            current = self.store.job(batch_id)
-                            lost = ticks % int(RENEW_EVERY) == 0 and not self.store.claim(
-                                batch_id, self.holder, resuming=False)
+                            try:
+                                current = self.store.job(batch_id)
+                                lost = ticks % int(RENEW_EVERY) == 0 and not self.store.claim(
+                                    batch_id, self.holder, resuming=False)
+                            except Exception:  # a busy ledger: try again at the next tick (sends check the lease)
+                                logger.warning("could not check the lease of batch %s; retrying", batch_id)
+                                continue
                             if current["cancel_requested"] or current["status"] in FINISHED or lost:
                                 running.cancelled = bool(current["cancel_requested"]) or current["status"] == "cancelled"
                                 running.stop.set()
@@ -375,7 +401,7 @@ class JobRunner:
                         self.services, job["owner"], [p for _, p in pending], rows=[r for r, _ in pending],
                         mode=job["mode"], locale=job["locale"], force=bool(job["force"]),
                         on_outcome=on_outcome, stop=running.stop, failures=hard,
-                        on_reserved=lambda row: self.store.link(batch_id, row),
+                        on_reserved=lambda row: self.store.link(batch_id, row, self.holder),
                     )
                     renew.cancel()
             if running.cancelled:
@@ -393,7 +419,7 @@ class JobRunner:
                     self.store.reconcile_sending(batch_id, crashed=False)
                     if status == "interrupted" and self.store.job(batch_id)["status"] == "cancelled":
                         status = "cancelled"
-                    self.store.finish(batch_id, status, error)
+                    self.store.finish(batch_id, status, error, holder=self.holder)
                 except Exception:
                     logger.exception("could not record the end of batch %s", batch_id)
                 self._running.pop(batch_id, None)
@@ -482,12 +508,16 @@ def _reason(error: KojiError) -> str:
 @asynccontextmanager
 async def run_jobs(services: Services) -> AsyncIterator[JobRunner]:
     """Run batch jobs in the background of `services` (a server): new ones, and unfinished ones
-    found in the ledger (a crashed or closed earlier server). On exit, in-flight starts finish and
-    are recorded, and running jobs become 'interrupted' (the next server resumes them)."""
+    found in the ledger (a crashed or closed earlier server), unless this server may not start
+    interviews (read-only, or start_interviews not among its tools). On exit, in-flight starts finish
+    and are recorded, and running jobs become 'interrupted' (the next server resumes them)."""
+    settings = services.settings
+    starts_allowed = not settings.read_only and (settings.tools is None or "start_interviews" in settings.tools)
     async with anyio.create_task_group() as group:
         runner = JobRunner(services, group)
         services.jobs = runner
-        runner.start_watching()
+        if starts_allowed:  # a read-only server (or one without start_interviews) never sends a start
+            runner.start_watching()
         try:
             yield runner
         finally:

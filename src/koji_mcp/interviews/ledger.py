@@ -204,6 +204,10 @@ class StorageError(Exception):
         self.message = message
 
 
+class ReservationRefused(Exception):
+    """A reservation hook refused the row (e.g. a batch job that lost its lease): rolled back, nothing sent."""
+
+
 def best_effort(action: Callable[..., object], *args: object, **kwargs: object) -> bool:
     """Bookkeeping after a request reached Koji: a failing write is logged, never hides what Koji did."""
     try:

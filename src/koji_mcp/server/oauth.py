@@ -115,6 +115,7 @@ class BuiltinOAuthProvider:
     def __init__(self, store: OAuthStore, tokens: list[ClientToken], *, issuer: str, resource: str) -> None:
         self.store = store
         self.static = StaticTokenVerifier(tokens)
+        self.owners = frozenset(t.name for t in tokens)  # a grant lives only as long as its team token
         self.issuer = issuer.rstrip("/")
         self.resource = resource
         self.secure_cookie = self.issuer.startswith("https://")
@@ -221,7 +222,7 @@ class BuiltinOAuthProvider:
 
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> RefreshToken | None:
         stored = self.store.load_token(refresh_token, "refresh")
-        if stored is None or stored.grant.client_id != client.client_id:
+        if stored is None or stored.grant.client_id != client.client_id or not self._owner_current(stored.grant):
             return None
         if stored.used:  # rotated already: a replay means two parties hold it; end the grant
             logger.warning("OAuth: refresh token reused; revoking its grant for client %s", client.client_id)
@@ -253,12 +254,20 @@ class BuiltinOAuthProvider:
             return AccessToken(token=token, client_id=match.name, scopes=list(ALL_SCOPES),
                                resource=self.resource, subject=match.name)
         stored = self.store.load_token(token, "access")
-        if stored is None:
+        if stored is None or not self._owner_current(stored.grant):
             return None
         # client_id is the OAuth client (so /revoke and the SDK's session binding work); the owner
         # (the team client name the consent bound the grant to) is the subject.
         return AccessToken(token=token, client_id=stored.grant.client_id, scopes=stored.grant.scopes,
                            expires_at=int(stored.expires_at), resource=self.resource, subject=stored.grant.owner)
+
+    def _owner_current(self, grant: Grant) -> bool:
+        """A grant whose team client token was removed from KOJI_MCP_AUTH_TOKEN ends (and is revoked)."""
+        if grant.owner in self.owners:
+            return True
+        logger.warning("OAuth: the client name of a grant is no longer configured; revoking the grant")
+        self.store.revoke_grant(grant.grant_id)
+        return False
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
         stored = self.store.load_token(token.token, "refresh" if isinstance(token, RefreshToken) else "access")
