@@ -275,6 +275,8 @@ class Ledger:
         self.base_url = base_url
         self._lock = threading.Lock()
         self._marker: Path | None = None
+        self._marked_at = 0  # the marker's value when this process last wrote or read it
+        self._since_marked = 0  # starts recorded by this process since then
         if path != MEMORY_STATE_DIR:
             _prepare_file(Path(path))
             self._marker = Path(path).with_name(MARKER_FILE)
@@ -348,12 +350,20 @@ class Ledger:
         so this count never goes down while the database is intact."""
         if self._marker is None:
             return
+        # Counting rows scans the table and the marker is a file: both cost more than the start itself
+        # once the ledger is large. The marker is a lower bound, so it is exact up to 10 starts and
+        # then raised every ~10% of growth; emptying or truncating the ledger is still caught.
+        self._since_marked += 1
+        if self._marked_at >= 10 and self._since_marked < self._marked_at // 10 and os.path.lexists(self._marker):
+            return
         count = _recorded_starts(db)
-        if not os.path.lexists(self._marker) or count > self._marked():
+        marked = self._marked() if os.path.lexists(self._marker) else -1
+        if count > marked:
             fd, tmp = tempfile.mkstemp(prefix=f".{MARKER_FILE}.", dir=self._marker.parent)
             with open(fd, "w", encoding="ascii") as handle:
                 handle.write(f"{count}\n")
             os.replace(tmp, self._marker)  # replaces a planted link itself, never its target
+        self._marked_at, self._since_marked = max(count, marked), 0
 
     def _marked(self) -> int:
         assert self._marker is not None
