@@ -159,7 +159,7 @@ def run_c(n: int, kill_after: float) -> dict:
         before = analyse(sandbox.base_url)["started"]
         resumed = subprocess.run(command, env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - began
-        summary = resumed.stdout.strip().splitlines()[-2 if "Unknown" in resumed.stdout else -1]
+        summary = next((line for line in resumed.stdout.splitlines() if "participant(s)" in line), resumed.stdout[-200:])
         return {"run": f"C: {n} via CLI, SIGKILL at {kill_after:.0f} s, rerun", "wall_s": elapsed,
                 **analyse(sandbox.base_url), "started_before_kill": before, "rerun": summary}
 
