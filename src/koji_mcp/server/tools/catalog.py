@@ -41,4 +41,6 @@ def write_catalog() -> Path:
 
 
 if __name__ == "__main__":
-    print(f"wrote {write_catalog()}")
+    import sys
+
+    print(f"wrote {write_catalog()}", file=sys.stderr)
