@@ -37,8 +37,8 @@ async def start_interview(
     ] = None,
     locale: Locale | None = None,
 ) -> Annotated[CallToolResult, StartedInterview]:
-    """Start one Koji interview; returns its id and the interviewer's first message. Spends credits:
-    never start the same person twice. Relay answers with send_interview_message."""
+    """Start one Koji interview: its id and the interviewer's first message. Spends credits: never
+    start the same person twice; relay answers with send_interview_message."""
     services = services_of(ctx)
     owner = current_owner()
     request = StartRequest(respondent=respondent, mode=mode, locale=locale)
