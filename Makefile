@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make test     run the test suite"
-	@echo "make browser  drive the OAuth consent page in headless Chromium (installs chromium + playwright-core)"
+	@echo "make browser  drive the OAuth consent page and the interview view in headless Chromium (installs chromium + playwright-core)"
 	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"

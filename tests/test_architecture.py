@@ -185,7 +185,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "koji_mcp.interviews.services": ("test_start_once.py", "test_fault_matrix.py"),
     "koji_mcp.server": ("e2e/test_http.py",),
     "koji_mcp.server.app": ("e2e/test_http.py", "test_tool_filters.py"),
-    "koji_mcp.server.app_view": ("test_app_view.py",),
+    "koji_mcp.server.app_view": ("test_app_view.py", "browser/test_app_view_chromium.py"),
     "koji_mcp.server.auth": ("e2e/test_auth_http.py", "test_auth.py"),
     "koji_mcp.server.scopes": ("test_auth.py", "e2e/test_oauth_external.py"),
     "koji_mcp.server.jwt_auth": ("e2e/test_oauth_external.py",),
