@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo demo-app test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
+	@echo "make demo-app answer an interview yourself in the MCP App view, in a local host page (koji-mcp demo --app)"
 	@echo "make test     run the test suite"
 	@echo "make browser  drive the OAuth consent page and the interview view in headless Chromium (installs chromium + playwright-core)"
 	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
@@ -28,6 +29,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/koji-mcp demo
+
+demo-app: $(STAMP)
+	$(BIN)/koji-mcp demo --app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,7 @@
 // showed, which tool calls the view made, the host log, console errors.
 // scenario "hostile": a tool-result whose interviewer text holds <script> and <img onerror>; prints what
 // rendered and whether anything ran.
+// scenario "demo": see demo() below.
 const { chromium } = require("playwright-core");
 const fs = require("fs");
 const path = require("path");
@@ -248,8 +249,46 @@ async function hostile(args) {
   }
 }
 
+// scenario "demo": `koji-mcp demo --app`'s own host page (args.url): start an interview there, answer the
+// first question in the view, and report what the view showed.
+async function demo(args) {
+  const browser = await launch();
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+    const page = await context.newPage();
+    const errors = [];
+    const external = [];
+    page.on("console", (msg) => { if (msg.type() === "error") errors.push(msg.text()); });
+    await page.route("**/*", (route) => {
+      if (route.request().url().startsWith(args.url)) return route.continue();
+      external.push(route.request().url());
+      return route.abort();
+    });
+    await page.goto(args.url);
+    await page.locator("#start:not([disabled])").waitFor({ timeout: 15000 });
+    await page.locator("#name").fill("Robin Demo");
+    await page.locator("#start").click();
+    const view = page.frameLocator("#view");
+    await view.locator("#log li.interviewer").first().waitFor({ timeout: 15000 });
+    await view.locator("#widget textarea").fill(args.answer);
+    await view.locator("#widget textarea").press("Enter");
+    await view.locator("#log li.interviewer").nth(1).waitFor({ timeout: 15000 });
+    await page.screenshot({ path: path.join(args.out, "demo.png"), fullPage: true });
+    process.stdout.write(JSON.stringify({
+      interviewer: await view.locator("#log li.interviewer .text").evaluateAll((els) => els.map((e) => e.textContent)),
+      widget: await view.locator("#widget").getAttribute("data-type"),
+      log: await page.locator("#log").textContent(),
+      problem: await page.locator("#problem").textContent(),
+      consoleErrors: errors, external,
+    }) + "\n");
+  } finally {
+    await browser.close();
+  }
+}
+
 const args = JSON.parse(process.argv[2]);
-(args.scenario === "hostile" ? hostile(args) : interview(args)).catch((err) => {
+const scenarios = { interview, hostile, demo };
+scenarios[args.scenario](args).catch((err) => {
   process.stderr.write(`app_host.cjs: ${err.stack || err}\n`);
   process.exit(1);
 });

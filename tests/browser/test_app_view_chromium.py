@@ -111,3 +111,24 @@ def test_hostile_interviewer_text_renders_inert(tmp_path) -> None:
     assert seen["shown"] == message  # shown as text, character for character
     assert seen["imgs"] == 0 and seen["scripts"] == 1  # no element created from Koji's text
     assert "pwned" not in seen["hostLog"] and seen["external"] == [] and seen["calls"] == []
+
+
+def test_demo_app_page_hosts_the_view(tmp_path) -> None:
+    """`koji-mcp demo --app`: its own host page, its own sandbox; one answer through the view."""
+    port = free_port()
+    proc = subprocess.Popen([*koji_mcp_command(), "demo", "--app", "--no-browser", "--port", str(port)],
+                            env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, proc)
+        seen = run_driver({"scenario": "demo", "url": f"http://127.0.0.1:{port}/", "out": str(tmp_path),
+                           "answer": "It went well."})
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert seen["problem"] == "" and seen["consoleErrors"] == [] and seen["external"] == []
+    assert seen["interviewer"][0].startswith("Hi Robin! Thanks for taking the time")
+    assert seen["interviewer"][1].endswith("Please answer with a number from 1 to 10.")
+    assert seen["widget"] == "scale"
+    assert "Apps extension declared" in seen["log"] and "ui://koji/interview.html (text/html;profile=mcp-app)" in seen["log"]
+    assert (tmp_path / "demo.png").stat().st_size > 1000
