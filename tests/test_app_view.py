@@ -107,7 +107,9 @@ async def test_clients_with_and_without_apps_get_the_same_start_result(settings,
     with_apps, without = results
     assert set(without["structured"]) == {"interview_id", "initial_message"}
     ids = with_apps["structured"]["interview_id"], without["structured"]["interview_id"]
-    assert {**with_apps["structured"], "interview_id": ids[1]} == without["structured"]
+    # the view alone also gets the first question as data (the sandbox's brief opens with an open question)
+    assert {**with_apps["structured"], "interview_id": ids[1]} == {**without["structured"],
+                                                                   "question": {"type": "open_ended"}}
     text = without["text"]
     assert text.startswith(f"Interview started. interview_id: {ids[1]}\n")
     assert text.endswith(f'send_interview_message(interview_id="{ids[1]}", content=...). The session token stays on '
@@ -182,3 +184,13 @@ def test_question_found_in_json_and_sse_replies() -> None:
             'event: done\ndata: {"type": "done", "interview_status": "active", "question": {"type": "yes_no"}}\n\n'
             "data: [DONE]\n\n")
     assert parse_sse_reply(body).question == q
+
+
+def test_start_body_question_is_read_tolerantly() -> None:
+    from koji_mcp.koji.models import StartResponse
+
+    body = {"interview_id": "iv-1", "session_token": "t", "initial_message": "Hi"}
+    assert StartResponse.model_validate({**body, "question": {"type": "rating", "min": 1, "max": 5}}).question == {
+        "type": "scale", "min": 1, "max": 5}
+    assert StartResponse.model_validate({**body, "question": ["not", "an", "object"]}).question is None
+    assert StartResponse.model_validate(body).question is None

@@ -181,7 +181,7 @@ async def get_batch(
     batch_id: BatchId,
     cursor: Annotated[str | None, Field(pattern=r"^[0-9]{1,6}$", description="From next_cursor.")] = None,
 ) -> Annotated[CallToolResult, BatchStatus]:
-    """A background batch from start_interviews: status, counts, outcomes (100 a page)."""
+    """A start_interviews batch: status, counts, outcomes (100 a page)."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)
@@ -195,7 +195,7 @@ async def get_batch(
 
 
 async def cancel_batch(ctx: ServerContext, batch_id: BatchId) -> Annotated[CallToolResult, BatchStatus]:
-    """Cancel a background batch: unsent rows become cancelled. Safe to repeat."""
+    """Cancel a batch: unsent rows become cancelled. Safe to repeat."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)
