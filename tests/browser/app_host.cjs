@@ -41,11 +41,14 @@ const HOST_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>test 
     if (msg.method === "ui/initialize") {
       send({ jsonrpc: "2.0", id: msg.id, result: {
         protocolVersion: "2026-01-26", hostInfo: { name: "koji-test-host", version: "1" },
-        hostCapabilities: { serverTools: {} },
+        hostCapabilities: { serverTools: {}, updateModelContext: { text: {} } },
         hostContext: { theme: window.hostTheme, displayMode: "inline",
                        styles: { variables: window.hostVariables } } } });
     } else if (msg.method === "ui/notifications/initialized") {
       window.viewReady = true;
+    } else if (msg.method === "ui/update-model-context") {
+      (window.modelContext = window.modelContext || []).push(msg.params);
+      send({ jsonrpc: "2.0", id: msg.id, result: {} });
     } else if (msg.method === "tools/call") {
       window.viewCalls.push(msg.params);
       try {
@@ -214,6 +217,7 @@ async function interview(args) {
       background: await view.locator("body").evaluate((b) => getComputedStyle(b).backgroundColor),
       viewCalls: await page.evaluate(() => window.viewCalls),
       hostLog: await page.evaluate(() => window.hostLog),
+      modelContext: await page.evaluate(() => window.modelContext || []),
       consoleErrors: errors, external, shots,
     };
     process.stdout.write(JSON.stringify(result) + "\n");

@@ -81,6 +81,10 @@ async def test_a_whole_interview_answered_in_the_view(mcp_url, sandbox, tmp_path
     assert calls[6]["arguments"] == {"interview_id": iid, "reason": "natural"}
     assert {c["name"] for c in calls[7:]} == {"get_interview"}
     assert seen["hostLog"][:2] == ["ui/initialize", "ui/notifications/initialized"]
+    # the model is told once, at the end, where to read the outcome
+    assert seen["modelContext"] == [{"content": [{"type": "text", "text": (
+        f"The respondent answered interview {iid} in the interview view and completed it. Read the summary, themes "
+        f'and structured answers with get_interview(interview_id="{iid}").')}]}]
     # the sandbox received exactly those answers
     posted = [r for r in sandbox.requests() if r["method"] == "POST" and r["path"].rstrip("s").endswith("/message")]
     assert [r["json"] for r in posted] == [{"content": s} for s in SENT]
