@@ -36,21 +36,28 @@ demo-app: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The consent page in real headless Chromium. Installs Debian's chromium (apt, as root or via sudo)
-# and playwright-core (npm, into .tools/browser) when missing; the tests fail, never skip, without them.
+# The consent page and the interview view (MCP App) in real headless Chromium. Installs Debian's chromium
+# (apt, as root or via sudo), playwright-core and the official MCP Apps host bridge with its MCP client
+# (npm, into .tools/browser; test-only, never needed to install or run koji-mcp) when missing; the tests
+# fail, never skip, without them.
 CHROMIUM        ?= /usr/bin/chromium
 PLAYWRIGHT_CORE := .tools/browser/node_modules/playwright-core/package.json
+EXT_APPS        := .tools/browser/node_modules/@modelcontextprotocol/ext-apps/package.json
 
 $(PLAYWRIGHT_CORE):
 	mkdir -p .tools/browser
 	cd .tools/browser && (test -f package.json || npm init -y >/dev/null) && \
 		npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1
 
+$(EXT_APPS): $(PLAYWRIGHT_CORE)
+	cd .tools/browser && npm install --no-audit --no-fund --loglevel=error --legacy-peer-deps \
+		@modelcontextprotocol/ext-apps@2.0.4 @modelcontextprotocol/client@2.4.0 @modelcontextprotocol/core@2.4.0 zod@4.6.7
+
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
 
-browser: $(STAMP) $(PLAYWRIGHT_CORE) $(CHROMIUM)
+browser: $(STAMP) $(PLAYWRIGHT_CORE) $(EXT_APPS) $(CHROMIUM)
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m browser tests/browser
 
 package: $(STAMP)

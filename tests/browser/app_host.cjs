@@ -1,15 +1,17 @@
 // A minimal MCP Apps host in real headless Chromium (playwright-core, system chromium), driving koji-mcp's
 // interview view (ui://koji/interview.html).
 //
-//   node tests/browser/app_host.cjs '{"scenario": "interview"|"hostile", "mcp": "<http://…/mcp>", "out": "<dir>", ...}'
+//   node tests/browser/app_host.cjs '{"scenario": "interview"|"hostile"|"demo", "mcp": "<http://…/mcp>", "out": "<dir>", ...}'
 //
-// The host side is hand-written (what the official @modelcontextprotocol/ext-apps AppBridge does, in
-// ~60 lines): the view runs in an iframe sandboxed with only allow-scripts (srcdoc, so an opaque origin, as
-// hosts do); the page answers `ui/initialize` with a host context (theme + CSS variables), sends
-// `ui/notifications/tool-input` and `ui/notifications/tool-result`, and relays the view's `tools/call`
-// requests to koji-mcp over streamable HTTP (this Node process is the MCP client: initialize on 2025-11-25
-// declaring the Apps extension, then tools/call with the session id). The view's HTML is read with
-// resources/read, exactly what a host renders.
+// The view runs in an iframe sandboxed with only allow-scripts (srcdoc, so an opaque origin, as hosts do).
+// The host side is either
+// - "official" (bridge: "official"): @modelcontextprotocol/ext-apps's AppBridge, run here in Node with the
+//   official MCP client (@modelcontextprotocol/client, streamable HTTP), its messages carried to and from the
+//   iframe through the page; or
+// - hand-written: the page answers `ui/initialize` itself and relays the view's `tools/call` to koji-mcp
+//   through this Node process, an MCP client on 2025-11-25 declaring the Apps extension.
+// Either way the host reads the view with resources/read, sends `ui/notifications/tool-input` and
+// `ui/notifications/tool-result` with start_interview's result, and gives a dark theme with CSS variables.
 //
 // scenario "interview": start_interview through MCP, then answer the whole interview *in the view* (typed
 // text, a scale, a single choice, a multiple choice, a ranking reordered with the keyboard, yes/no), press
@@ -34,10 +36,13 @@ const HOST_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>test 
     send({ jsonrpc: "2.0", method: "ui/notifications/tool-input", params: { arguments: input } });
     send({ jsonrpc: "2.0", method: "ui/notifications/tool-result", params: result });
   };
+  window.toView = send;
   window.addEventListener("message", async (event) => {
     if (event.source !== frame.contentWindow) return;
     const msg = event.data;
     window.hostLog.push(msg.method || ("response " + msg.id));
+    if (msg.method === "tools/call") window.viewCalls.push(msg.params);
+    if (window.fromView) { window.fromView(msg); return; }  // the official AppBridge answers (in Node)
     if (msg.method === "ui/initialize") {
       send({ jsonrpc: "2.0", id: msg.id, result: {
         protocolVersion: "2026-01-26", hostInfo: { name: "koji-test-host", version: "1" },
@@ -50,7 +55,6 @@ const HOST_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>test 
       (window.modelContext = window.modelContext || []).push(msg.params);
       send({ jsonrpc: "2.0", id: msg.id, result: {} });
     } else if (msg.method === "tools/call") {
-      window.viewCalls.push(msg.params);
       try {
         const result = await window.hostCallTool(msg.params.name, msg.params.arguments || {});
         send({ jsonrpc: "2.0", id: msg.id, result });
@@ -96,6 +100,32 @@ class Mcp {
   }
 }
 
+// The official host side: @modelcontextprotocol/ext-apps's AppBridge, running here in Node with the official
+// MCP client (@modelcontextprotocol/client over streamable HTTP) and a transport that carries its
+// JSON-RPC messages to and from the iframe through the page (window.toView / exposed fromView).
+async function officialBridge(page, mcpUrl, theme, record) {
+  const { pathToFileURL } = require("url");
+  const load = (name) => import(pathToFileURL(require.resolve(name)).href);
+  const { AppBridge } = await load("@modelcontextprotocol/ext-apps/app-bridge");
+  const { Client, StreamableHTTPClientTransport } = await load("@modelcontextprotocol/client");
+  const client = new Client({ name: "koji-test-host", version: "1" },
+    { capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: ["text/html;profile=mcp-app"] } } } });
+  await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
+  const transport = {
+    async start() {},
+    async send(message) { await page.evaluate((m) => window.toView(m), message); },
+    async close() { if (transport.onclose) transport.onclose(); },
+  };
+  await page.exposeFunction("fromView", (message) => { if (transport.onmessage) transport.onmessage(message); });
+  const bridge = new AppBridge(client, { name: "koji-test-host", version: "1" },
+    { serverTools: {}, updateModelContext: { text: {} } },
+    { hostContext: { theme: theme.name, displayMode: "inline", styles: { variables: theme.variables } } });
+  bridge.onupdatemodelcontext = async (params) => { record.modelContext.push(params); return {}; };
+  const ready = new Promise((resolve) => { bridge.oninitialized = resolve; });
+  await bridge.connect(transport);
+  return { client, bridge, ready };
+}
+
 async function launch() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -105,7 +135,16 @@ async function launch() {
   });
 }
 
-async function openHost(browser, html, callTool, theme) {
+// The hand-written host side (used when no server is involved): answers ui/initialize in the page and
+// relays tools/call to `callTool`.
+function handWritten(callTool) {
+  return async (page) => {
+    await page.exposeFunction("hostCallTool", callTool);
+    return () => page.waitForFunction(() => window.viewReady === true, null, { timeout: 10000 });
+  };
+}
+
+async function openHost(browser, html, theme, setup) {
   const context = await browser.newContext({ viewport: { width: 400, height: 940 } });
   const page = await context.newPage();
   const errors = [];
@@ -114,32 +153,62 @@ async function openHost(browser, html, callTool, theme) {
   page.on("pageerror", (err) => errors.push(String(err)));
   // Any network request from the page or the view is a remote asset: record it and refuse it.
   await page.route("**/*", (route) => { external.push(route.request().url()); route.abort(); });
-  await page.exposeFunction("hostCallTool", callTool);
   await page.setContent(HOST_PAGE);
   await page.evaluate(([t, vars]) => { window.hostTheme = t; window.hostVariables = vars; }, [theme.name, theme.variables]);
+  const ready = await setup(page);
   await page.evaluate((doc) => { document.getElementById("view").srcdoc = doc; }, html);
-  await page.waitForFunction(() => window.viewReady === true, null, { timeout: 10000 });
+  await ready();
   return { page, errors, external, view: page.frameLocator("#view") };
 }
 
 async function interview(args) {
-  const mcp = new Mcp(args.mcp);
-  await mcp.connect();
-  const html = (await mcp.rpc("resources/read", { uri: "ui://koji/interview.html" })).contents[0];
+  const theme = { name: "dark", variables: { "--color-background-primary": "rgb(20, 22, 26)",
+                                             "--color-text-primary": "rgb(240, 240, 240)" } };
+  const record = { modelContext: [] };
+  let official = null;
+  let mcp = null;
   const browser = await launch();
   const shots = [];
   try {
-    const { page, errors, external, view } = await openHost(browser, html.text,
-      (name, a) => mcp.rpc("tools/call", { name, arguments: a }),
-      { name: "dark", variables: { "--color-background-primary": "rgb(20, 22, 26)", "--color-text-primary": "rgb(240, 240, 240)" } });
+    let html, callStart, extensions;
+    let setup;
+    if (args.bridge === "official") {
+      setup = async (page) => {
+        official = await officialBridge(page, args.mcp, theme, record);
+        return () => Promise.race([official.ready, new Promise((_, no) => setTimeout(() => no(new Error("view never initialized")), 10000))]);
+      };
+      // read the view and start the interview with the official client, as a host would
+      const { pathToFileURL } = require("url");
+      const { Client, StreamableHTTPClientTransport } = await import(pathToFileURL(require.resolve("@modelcontextprotocol/client")).href);
+      const reader = new Client({ name: "koji-test-host-reader", version: "1" },
+        { capabilities: { extensions: { "io.modelcontextprotocol/ui": { mimeTypes: ["text/html;profile=mcp-app"] } } } });
+      await reader.connect(new StreamableHTTPClientTransport(new URL(args.mcp)));
+      html = (await reader.readResource({ uri: "ui://koji/interview.html" })).contents[0].text;
+      extensions = (reader.getServerCapabilities() || {}).extensions || null;
+      await reader.close();
+      callStart = (input) => official.client.callTool({ name: "start_interview", arguments: input });
+    } else {
+      mcp = new Mcp(args.mcp);
+      await mcp.connect();
+      html = (await mcp.rpc("resources/read", { uri: "ui://koji/interview.html" })).contents[0].text;
+      extensions = (mcp.initialize.capabilities || {}).extensions || null;
+      setup = handWritten((name, a) => mcp.rpc("tools/call", { name, arguments: a }));
+      callStart = (input) => mcp.rpc("tools/call", { name: "start_interview", arguments: input });
+    }
+    const { page, errors, external, view } = await openHost(browser, html, theme, setup);
     const shot = async (name) => {
       const file = path.join(args.out, `${String(shots.length + 1).padStart(2, "0")}-${name}.png`);
       await page.screenshot({ path: file, fullPage: true });
       shots.push(path.basename(file));
     };
     const input = { respondent: { external_id: "browser-1", display_name: "Robin" } };
-    const started = await mcp.rpc("tools/call", { name: "start_interview", arguments: input });
-    await page.evaluate(([i, r]) => window.deliverResult(i, r), [input, started]);
+    const started = await callStart(input);
+    if (official) {
+      await official.bridge.sendToolInput({ arguments: input });
+      await official.bridge.sendToolResult(started);
+    } else {
+      await page.evaluate(([i, r]) => window.deliverResult(i, r), [input, started]);
+    }
     const interviewer = view.locator("#log li.interviewer");
     const waitTurns = async (n) => {
       try {
@@ -205,7 +274,8 @@ async function interview(args) {
     const texts = (selector) => view.locator(selector).evaluateAll((els) => els.map((e) => e.textContent));
     const result = {
       interviewId: started.structuredContent.interview_id,
-      extensions: (mcp.initialize.capabilities || {}).extensions || null,
+      bridge: official ? "official" : "hand-written",
+      extensions,
       types, ranked,
       interviewer: await texts("#log li.interviewer .text"),
       respondent: await texts("#log li.respondent .text"),
@@ -217,7 +287,7 @@ async function interview(args) {
       background: await view.locator("body").evaluate((b) => getComputedStyle(b).backgroundColor),
       viewCalls: await page.evaluate(() => window.viewCalls),
       hostLog: await page.evaluate(() => window.hostLog),
-      modelContext: await page.evaluate(() => window.modelContext || []),
+      modelContext: official ? record.modelContext : await page.evaluate(() => window.modelContext || []),
       consoleErrors: errors, external, shots,
     };
     process.stdout.write(JSON.stringify(result) + "\n");
@@ -231,8 +301,8 @@ async function hostile(args) {
   try {
     const calls = [];
     const { page, errors, external, view } = await openHost(browser, fs.readFileSync(args.view, "utf-8"),
-      async (name, a) => { calls.push(name); return { content: [{ type: "text", text: "ok" }], isError: true }; },
-      { name: "light", variables: {} });
+      { name: "light", variables: {} },
+      handWritten(async (name) => { calls.push(name); return { content: [{ type: "text", text: "ok" }], isError: true }; }));
     await page.evaluate(() => { window.pwned = false; });
     const result = { content: [{ type: "text", text: "started" }],
                      structuredContent: { interview_id: "iv-hostile", initial_message: args.message } };
@@ -292,7 +362,7 @@ async function demo(args) {
 
 const args = JSON.parse(process.argv[2]);
 const scenarios = { interview, hostile, demo };
-scenarios[args.scenario](args).catch((err) => {
+scenarios[args.scenario](args).then(() => process.exit(0), (err) => {
   process.stderr.write(`app_host.cjs: ${err.stack || err}\n`);
   process.exit(1);
 });

@@ -63,10 +63,16 @@ def mcp_url(sandbox, tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.anyio
-async def test_a_whole_interview_answered_in_the_view(mcp_url, sandbox, tmp_path) -> None:
+@pytest.mark.parametrize("bridge", ["official", "hand-written"])
+async def test_a_whole_interview_answered_in_the_view(mcp_url, sandbox, tmp_path, bridge: str) -> None:
+    """`official`: the host side is @modelcontextprotocol/ext-apps's AppBridge with the official MCP client;
+    `hand-written`: the page answers the protocol itself (and the driver is an MCP client on 2025-11-25)."""
+    if bridge == "official":
+        assert (NODE_MODULES / "@modelcontextprotocol" / "ext-apps").is_dir(), "ext-apps is missing: run `make browser`"
     out = tmp_path / "screenshots"
     out.mkdir()
-    seen = run_driver({"scenario": "interview", "mcp": mcp_url, "out": str(out), "answers": ANSWERS})
+    seen = run_driver({"scenario": "interview", "mcp": mcp_url, "out": str(out), "answers": ANSWERS, "bridge": bridge})
+    assert seen["bridge"] == bridge
     iid = seen["interviewId"]
 
     assert seen["extensions"] == {"io.modelcontextprotocol/ui": {}}  # declared back on 2025-11-25
