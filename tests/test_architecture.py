@@ -213,7 +213,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "koji_mcp.cli.serve": ("e2e/test_stdio.py", "e2e/test_http.py"),
     "koji_mcp.cli.sandbox": ("e2e/test_sandbox_cli.py",),
     "koji_mcp.cli.demo": ("e2e/test_sandbox_cli.py",),
-    "koji_mcp.cli.app_demo": ("browser/test_app_view_chromium.py",),
+    "koji_mcp.cli.app_demo": ("browser/test_app_view_chromium.py", "e2e/test_cli_words.py"),
     "koji_mcp.cli.batch": ("e2e/test_batch_cli.py",),
     "koji_mcp.cli.doctor": ("e2e/test_doctor.py",),
     "koji_mcp.cli.host_config": ("test_config_command.py",),

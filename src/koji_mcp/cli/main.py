@@ -138,7 +138,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--app", action="store_true",
                    help="serve the interview view (ui://koji/interview.html) in a local host page and open it")
-    p.add_argument("--port", type=int, default=8765, help="port of the --app page on 127.0.0.1 (default 8765)")
+    p.add_argument("--port", type=int, default=None, help="port of the --app page on 127.0.0.1 (default 8765)")
     p.add_argument("--no-browser", action="store_true", help="with --app: print the page's URL, do not open it")
 
 
@@ -310,7 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.app:
                 from koji_mcp.cli.app_demo import run_app_demo
 
-                return run_app_demo(args.port, open_browser=not args.no_browser)
+                return run_app_demo(8765 if args.port is None else args.port, open_browser=not args.no_browser)
+            if args.port is not None or args.no_browser:
+                sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+                sub.choices["demo"].error("--port and --no-browser only apply with --app")
             from koji_mcp.cli.demo import run_demo
 
             return run_demo()
