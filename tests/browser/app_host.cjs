@@ -207,7 +207,10 @@ async function interview(args) {
       await official.bridge.sendToolInput({ arguments: input });
       await official.bridge.sendToolResult(started);
     } else {
-      await page.evaluate(([i, r]) => window.deliverResult(i, r), [input, started]);
+      // "hand-written-content-only": a host that hands the view only the result's text content (no
+      // structuredContent); the view must find the interview in the text.
+      const delivered = args.bridge === "hand-written-content-only" ? { content: started.content } : started;
+      await page.evaluate(([i, r]) => window.deliverResult(i, r), [input, delivered]);
     }
     const interviewer = view.locator("#log li.interviewer");
     const waitTurns = async (n) => {
@@ -274,7 +277,7 @@ async function interview(args) {
     const texts = (selector) => view.locator(selector).evaluateAll((els) => els.map((e) => e.textContent));
     const result = {
       interviewId: started.structuredContent.interview_id,
-      bridge: official ? "official" : "hand-written",
+      bridge: official ? "official" : args.bridge,
       extensions,
       types, ranked,
       interviewer: await texts("#log li.interviewer .text"),

@@ -63,10 +63,11 @@ def mcp_url(sandbox, tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("bridge", ["official", "hand-written"])
+@pytest.mark.parametrize("bridge", ["official", "hand-written", "hand-written-content-only"])
 async def test_a_whole_interview_answered_in_the_view(mcp_url, sandbox, tmp_path, bridge: str) -> None:
     """`official`: the host side is @modelcontextprotocol/ext-apps's AppBridge with the official MCP client;
-    `hand-written`: the page answers the protocol itself (and the driver is an MCP client on 2025-11-25)."""
+    `hand-written`: the page answers the protocol itself (and the driver is an MCP client on 2025-11-25);
+    `hand-written-content-only`: the same, handing the view start_interview's text content only."""
     if bridge == "official":
         assert (NODE_MODULES / "@modelcontextprotocol" / "ext-apps").is_dir(), "ext-apps is missing: run `make browser`"
     out = tmp_path / "screenshots"
