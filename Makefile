@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo demo-app test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
+	@echo "make demo-app answer an interview yourself in the MCP App view, in a local host page (koji-mcp demo --app)"
 	@echo "make test     run the test suite"
-	@echo "make browser  drive the OAuth consent page in headless Chromium (installs chromium + playwright-core)"
+	@echo "make browser  drive the OAuth consent page and the interview view in headless Chromium (installs chromium + playwright-core)"
 	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
@@ -29,24 +30,34 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/koji-mcp demo
 
+demo-app: $(STAMP)
+	$(BIN)/koji-mcp demo --app
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The consent page in real headless Chromium. Installs Debian's chromium (apt, as root or via sudo)
-# and playwright-core (npm, into .tools/browser) when missing; the tests fail, never skip, without them.
+# The consent page and the interview view (MCP App) in real headless Chromium. Installs Debian's chromium
+# (apt, as root or via sudo), playwright-core and the official MCP Apps host bridge with its MCP client
+# (npm, into .tools/browser; test-only, never needed to install or run koji-mcp) when missing; the tests
+# fail, never skip, without them.
 CHROMIUM        ?= /usr/bin/chromium
 PLAYWRIGHT_CORE := .tools/browser/node_modules/playwright-core/package.json
+EXT_APPS        := .tools/browser/node_modules/@modelcontextprotocol/ext-apps/package.json
 
 $(PLAYWRIGHT_CORE):
 	mkdir -p .tools/browser
 	cd .tools/browser && (test -f package.json || npm init -y >/dev/null) && \
 		npm install --no-audit --no-fund --loglevel=error playwright-core@1.65.1
 
+$(EXT_APPS): $(PLAYWRIGHT_CORE)
+	cd .tools/browser && npm install --no-audit --no-fund --loglevel=error --legacy-peer-deps \
+		@modelcontextprotocol/ext-apps@2.0.4 @modelcontextprotocol/client@2.4.0 @modelcontextprotocol/core@2.4.0 zod@4.6.7
+
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium
 
-browser: $(STAMP) $(PLAYWRIGHT_CORE) $(CHROMIUM)
+browser: $(STAMP) $(PLAYWRIGHT_CORE) $(EXT_APPS) $(CHROMIUM)
 	CHROMIUM=$(CHROMIUM) $(BIN)/python -m pytest -q -m browser tests/browser
 
 package: $(STAMP)

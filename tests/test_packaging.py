@@ -66,6 +66,8 @@ def test_wheel_has_the_sandbox_brief_and_the_entry_point(tmp_path: Path) -> None
         names = set(archive.namelist())
         assert "koji_mcp/sandbox/default_brief.json" in names
         assert "koji_mcp/server/tools/catalog.json" in names  # tools/list is answered from it
+        assert "koji_mcp/server/app_view/interview.html" in names  # the MCP App view
+        assert "koji_mcp/cli/app_demo.html" in names  # koji-mcp demo --app
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
     assert "[console_scripts]" in text

@@ -121,3 +121,22 @@ def test_serve_on_a_terminal_says_what_it_is_waiting_for(tmp_path: Path) -> None
 def test_serve_on_a_pipe_stays_silent_on_stderr_about_it(tmp_path) -> None:
     proc = run("serve", "--sandbox", KOJI_MCP_STATE_DIR=str(tmp_path))  # stdin /dev/null: EOF, exits
     assert "speaks MCP over stdio" not in proc.stderr
+
+
+def test_demo_app_flags_need_app(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--port", "9000"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "koji-mcp demo: error: --port and --no-browser only apply with --app (see koji-mcp demo --help)\n")
+
+
+def test_demo_app_on_a_taken_port_says_so(capsys) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        assert main(["demo", "--app", "--no-browser", "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("koji-mcp demo --app: port ") and "is already in use" in err and err.count("\n") == 1

@@ -46,7 +46,11 @@ def test_full_interview_over_json_ends_naturally(http, start, answers):
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "application/json"
         data = r.json()
-        assert set(data) == {"message_id", "interviewer_response", "interview_status", "messages_count"}
+        last = i + 1 == len(questions)
+        assert set(data) == {"message_id", "interviewer_response", "interview_status", "messages_count"} | (
+            set() if last else {"question"})
+        if not last:
+            assert data["question"]["id"] == questions[i + 1]["id"]
         assert data["message_id"].startswith("msg_")
         assert data["interviewer_response"]["message_id"].startswith("msg_")
         assert data["messages_count"] == 3 + 2 * i
@@ -79,6 +83,25 @@ def test_structured_questions_tell_how_to_answer(http, start):
     assert replies[4].endswith("(Yes or no.)")
 
 
+def test_replies_carry_the_question_asked_as_data(http, start):
+    """The documented `question` field: every question of the brief, as data, in the interview's locale."""
+    started = start()
+    assert started["question"] == {"id": "q1", "type": "open_ended"}
+    asked = [_msg(http, started["interview_id"], started["session_token"], {"content": "ok"}).json().get("question")
+             for _ in range(6)]
+    assert asked == [
+        {"id": "q2", "type": "scale", "min": 1, "max": 10},
+        {"id": "q3", "type": "single_choice",
+         "options": ["Documentation", "Video tutorials", "Customer support", "Community forum"]},
+        {"id": "q4", "type": "multiple_choice",
+         "options": ["Dashboards", "Reports", "Integrations", "Alerts", "Mobile app"]},
+        {"id": "q5", "type": "ranking",
+         "options": ["Faster performance", "Better documentation", "More integrations", "Lower price"]},
+        {"id": "q6", "type": "yes_no"},
+        None,  # the closing message asks nothing
+    ]
+
+
 def test_full_interview_over_sse(http, start, answers):
     started = start()
     iid, token = started["interview_id"], started["session_token"]
@@ -93,6 +116,7 @@ def test_full_interview_over_sse(http, start, answers):
         assert all(d["type"] == "delta" and d["content"] for d in deltas)
         (done,) = [json.loads(d) for name, d in events if name == "done"]
         assert events[-1] == (None, "[DONE]")
+        assert ("question" in done) == (i < len(answers) - 1)
         assert done["type"] == "done" and done["message_id"].startswith("msg_")
         assert done["messages_count"] == 3 + 2 * i
         text_out = "".join(d["content"] for d in deltas)

@@ -28,7 +28,7 @@ def test_start_success_shape_and_personalised_greeting(http, bearer):
     assert r.status_code == 201
     assert r.headers["content-type"] == "application/json"
     data = r.json()
-    assert set(data) == {"interview_id", "session_token", "initial_message"}
+    assert set(data) == {"interview_id", "session_token", "initial_message", "question"}
     assert uuid.UUID(data["interview_id"]).version == 4
     assert re.fullmatch(r"st_live_[A-Za-z0-9]{24}", data["session_token"])
     assert data["initial_message"].startswith("Hi Jane! Thanks for taking the time")

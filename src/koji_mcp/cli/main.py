@@ -129,12 +129,17 @@ def _sandbox_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser(
+    p = sub.add_parser(
         "demo",
         help="run a full interview through a real MCP client over stdio, on the sandbox",
         description="Start the sandbox, launch koji-mcp over stdio under the MCP SDK's client, and run "
-        "an interview end to end, printing each step. Needs no account and no network.",
+        "an interview end to end, printing each step. Needs no account and no network. With --app, serve "
+        "the interview's MCP App view in a small local host page instead, to answer it yourself in a browser.",
     )
+    p.add_argument("--app", action="store_true",
+                   help="serve the interview view (ui://koji/interview.html) in a local host page and open it")
+    p.add_argument("--port", type=int, default=None, help="port of the --app page on 127.0.0.1 (default 8765)")
+    p.add_argument("--no-browser", action="store_true", help="with --app: print the page's URL, do not open it")
 
 
 def _batch_parser(sub: argparse._SubParsersAction) -> None:
@@ -302,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_ledger_command(args)
         if args.command == "demo":
+            if args.app:
+                from koji_mcp.cli.app_demo import run_app_demo
+
+                return run_app_demo(8765 if args.port is None else args.port, open_browser=not args.no_browser)
+            if args.port is not None or args.no_browser:
+                sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+                sub.choices["demo"].error("--port and --no-browser only apply with --app")
             from koji_mcp.cli.demo import run_demo
 
             return run_demo()

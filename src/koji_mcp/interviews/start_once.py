@@ -36,6 +36,7 @@ class StartOutcome:
     error: KojiError | StorageError | None = None
     saved: bool = True
     existing: LedgerEntry | None = None  # for "skipped": the earlier entry for this external_id
+    question: dict | None = None  # for "started": the first question as data, when Koji gave it
 
 
 async def start_one(
@@ -77,7 +78,8 @@ async def start_one(
         return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, error.message), error=error)
     saved = best_effort(services.ledger.confirm, seq, interview_id=started.interview_id,
                       session_token=started.session_token, initial_message=started.initial_message)
-    return StartOutcome("started", started.interview_id, started.initial_message, saved=saved)
+    return StartOutcome("started", started.interview_id, started.initial_message, saved=saved,
+                        question=started.question)
 
 
 def _mark_unknown(services: Services, seq: int, note: str) -> str:

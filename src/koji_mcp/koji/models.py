@@ -10,7 +10,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 Mode = Literal["text", "voice"]
 CompletionReason = Literal["natural", "respondent_left", "timeout", "manual"]
@@ -114,6 +114,12 @@ class StartRequest(BaseModel):
         return body
 
 
+def _question(raw: Any) -> dict[str, Any] | None:
+    from koji_mcp.koji.replies import parse_question  # tolerant: an unusable question is None, never an error
+
+    return parse_question(raw)
+
+
 class StartResponse(BaseModel):
     """201 body of the start call. `session_token` never leaves the server."""
 
@@ -122,6 +128,9 @@ class StartResponse(BaseModel):
     interview_id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN)]  # printed in results: no stray text
     session_token: Annotated[str, Field(min_length=1)]
     initial_message: str = ""
+    question: Annotated[dict[str, Any] | None, BeforeValidator(_question)] = None  # the first question, as data
+
+
 
 
 class ErrorBody(BaseModel):

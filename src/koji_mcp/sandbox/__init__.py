@@ -23,6 +23,11 @@ not rely on these details against the real API):
 
   ``message_id`` is the respondent's message (as in the JSON reply's top level). Without
   that Accept header the reply is the older docs' JSON shape.
+* **The question being asked, as data**: the start body, the JSON message reply and the SSE
+  ``done`` event carry ``"question"``, the brief's question the interviewer's text asks, in the
+  interview's locale: ``{"id", "type"}`` plus ``"options"`` (choice and ranking types) or ``"min"``,
+  ``"max"`` and, when the brief gives them, ``"labels"`` (scale). Absent once the reply is the
+  closing message. So a client can offer the same choices as widgets; Koji's own format is unknown.
 * **Messages after a natural end**: 409 ``{"error": "conflict", ...}``; after completion:
   401 ``invalid_session_token`` (the token expired).
 * **Complete** (200, idempotent – the first body is replayed verbatim, later ``reason`` /

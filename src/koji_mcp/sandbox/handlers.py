@@ -81,7 +81,7 @@ async def start_interview(request: Request, caller: Caller) -> Response:
     first = interviewer.initial_message(brief, locale, display_name)
     interview.add("interviewer", first, interview.created_at)
     body = {"interview_id": interview.interview_id, "session_token": interview.session_token,
-            "initial_message": first}
+            "initial_message": first, "question": interviewer.question_data(brief["questions"][0], locale)}
     return JSONResponse(body, status_code=201)
 
 
@@ -128,15 +128,20 @@ async def send_message(request: Request, caller: Caller) -> Response:
     if ended:
         interview.status = "ended"
     count = len(interview.transcript)
+    asked = None if ended else interviewer.question_data(brief["questions"][answered + 1], interview.locale)
 
     if "text/event-stream" in request.headers.get("accept", "").lower():
         done = {"type": "done", "message_id": sent.message_id, "interviewer_message_id": reply.message_id,
                 "interview_status": interview.status, "messages_count": count}
+        if asked is not None:
+            done["question"] = asked
         return StreamingResponse(_sse(text, done), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-    return JSONResponse({"message_id": sent.message_id,
-                         "interviewer_response": {"content": text, "message_id": reply.message_id},
-                         "interview_status": interview.status, "messages_count": count})
+    body = {"message_id": sent.message_id, "interviewer_response": {"content": text, "message_id": reply.message_id},
+            "interview_status": interview.status, "messages_count": count}
+    if asked is not None:
+        body["question"] = asked
+    return JSONResponse(body)
 
 
 async def _sse(text: str, done: dict[str, Any]) -> AsyncIterator[str]:

@@ -24,8 +24,8 @@ from typing import Any
 
 from .brief import localized_question, pick_locale
 
-__all__ = ["ACKNOWLEDGEMENTS", "LANGUAGES", "closing_message", "greeting", "initial_message", "render_question",
-           "respond", "speaks"]
+__all__ = ["ACKNOWLEDGEMENTS", "LANGUAGES", "closing_message", "greeting", "initial_message", "question_data",
+           "render_question", "respond", "speaks"]
 
 # The interviewer's own words per language. Hints: {lo}/{hi} for scales, {options} for choices.
 PHRASES: dict[str, dict[str, Any]] = {
@@ -109,6 +109,19 @@ def render_question(question: dict[str, Any], locale: str = "en") -> str:
     else:
         return text
     return f"{text} {hint}"
+
+
+def question_data(question: dict[str, Any], locale: str = "en") -> dict[str, Any]:
+    """The question as data (the replies' ``question`` field): id, type and, per type, options or bounds."""
+    asked = localized_question(question, locale)
+    data: dict[str, Any] = {"id": question["id"], "type": question["type"]}
+    if question["type"] in ("single_choice", "multiple_choice", "ranking"):
+        data["options"] = list(asked.get("options", []))
+    elif question["type"] == "scale":
+        data["min"], data["max"] = question["min"], question["max"]
+        if question.get("labels"):
+            data["labels"] = question["labels"]
+    return data
 
 
 def initial_message(brief: dict[str, Any], locale: str, display_name: str | None) -> str:

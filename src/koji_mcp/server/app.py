@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from koji_mcp import __version__
+from koji_mcp.server.app_view import declare_extension, view_extension
 from koji_mcp.server.auth import (
     AnyOfVerifier,
     AuthFront,
@@ -220,8 +221,10 @@ def build_server(
         lifespan=lifespan,
         log_level="WARNING",
         subscriptions=subscriptions.bus,
+        extensions=[view_extension()],
         **auth_kwargs,
     )
+    lowlevel_server(server).middleware.append(declare_extension)
     if settings.oauth_issuer and verifiers:
         server.jwt_verifier = verifiers[-1]
 

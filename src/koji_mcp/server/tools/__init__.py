@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # doctor reads the registry without importing the MCP SDK
     from mcp.types import ToolAnnotations
 
+from koji_mcp.server.app_view import VIEW_META
 from koji_mcp.server.scopes import READ_SCOPE, WRITE_SCOPE
 
 
@@ -30,6 +31,7 @@ class ToolSpec:
     permission: str | None  # the Koji API-key permission the tool needs (None: it never calls Koji)
     destructive: bool = False
     open_world: bool = True
+    meta: dict[str, Any] | None = None  # the tool's `_meta` in tools/list (start_interview: its MCP App view)
 
     @property
     def name(self) -> str:
@@ -73,7 +75,7 @@ READ_TOOLS: list[ToolSpec] = [
 
 WRITE_TOOLS: list[ToolSpec] = [
     ToolSpec("koji_mcp.server.tools.start:start_interview", title="Start interview", read_only=False, idempotent=False,
-             permission="interview:start"),
+             permission="interview:start", meta=VIEW_META),
     ToolSpec("koji_mcp.server.tools.batch:start_interviews", title="Start interviews", read_only=False,
              idempotent=False, permission="interview:start"),
     ToolSpec("koji_mcp.server.tools.lifecycle:send_interview_message", title="Send interview message", read_only=False,

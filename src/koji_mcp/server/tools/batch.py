@@ -50,7 +50,7 @@ async def start_interviews(
     respondents: Annotated[
         list[Respondent],
         Field(min_length=1, max_length=MAX_BATCH,
-              description="Like start_interview's respondent; give each an external_id."),
+              description="Each with an external_id."),
     ],
     mode: Annotated[Mode | None, Field(description="Omit for the project's.")] = None,
     locale: Locale | None = None,
@@ -60,8 +60,8 @@ async def start_interviews(
     ] = False,
     background: Annotated[bool, Field(description="Always run as a job.")] = False,
 ) -> Annotated[CallToolResult, BatchResult]:
-    """Invite up to 500 respondents, each once, paced to Koji's rate limit; try dry_run first. Over
-    ~15 s of work it returns a batch_id at once: follow it with get_batch."""
+    """Invite up to 500 respondents once each, paced to Koji's rate limit; try dry_run first. Long
+    runs return a batch_id: follow it with get_batch."""
     from koji_mcp.interviews.batches import (  # only when a batch runs
         BatchOutcome,
         describe_counts,
@@ -181,7 +181,7 @@ async def get_batch(
     batch_id: BatchId,
     cursor: Annotated[str | None, Field(pattern=r"^[0-9]{1,6}$", description="From next_cursor.")] = None,
 ) -> Annotated[CallToolResult, BatchStatus]:
-    """Follow a background batch from start_interviews: status, counts, outcomes (100 a page)."""
+    """A start_interviews batch: status, counts, outcomes (100 a page)."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)
@@ -195,7 +195,7 @@ async def get_batch(
 
 
 async def cancel_batch(ctx: ServerContext, batch_id: BatchId) -> Annotated[CallToolResult, BatchStatus]:
-    """Cancel a background batch: nothing more is sent; unsent rows become cancelled. Safe to repeat."""
+    """Cancel a batch: unsent rows become cancelled. Safe to repeat."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)

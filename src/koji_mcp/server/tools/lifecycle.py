@@ -5,7 +5,7 @@ interview_id and never sees the token.
 """
 
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
@@ -29,6 +29,7 @@ class InterviewerReply(BaseModel):
     interview_status: str
     ended: bool = Field(description="True: call complete_interview.")
     messages_count: int | None = None
+    question: dict[str, Any] | None = Field(None, description="type, options, min, max, labels")
 
 
 class CompletedInterview(BaseModel):
@@ -69,7 +70,7 @@ async def send_interview_message(
     content: Annotated[
         str,
         Field(
-            description=f"Their words, verbatim (1-{MAX_MESSAGE_CHARS:,} characters); never answer for them."
+            description=f"Their words verbatim (1-{MAX_MESSAGE_CHARS:,} chars); never answer for them."
         ),
     ],
 ) -> Annotated[CallToolResult, InterviewerReply]:
@@ -126,6 +127,7 @@ async def send_interview_message(
         InterviewerReply(
             interview_id=interview_id, interviewer_message=reply.interviewer_message,
             interview_status=status, ended=ended, messages_count=reply.messages_count,
+            question=None if ended else reply.question,
         ),
     )
 
@@ -142,8 +144,8 @@ async def complete_interview(
         Field(description="Flat, e.g. {'rating': 5}."),
     ] = None,
 ) -> Annotated[CallToolResult, CompletedInterview]:
-    """Complete an interview (ended, respondent left, or stopping) so Koji analyses it; safe to
-    repeat. Then call get_interview."""
+    """Complete an interview (ended, left, or stopped) so Koji analyses it; safe to repeat. Then
+    call get_interview."""
     services = services_of(ctx)
     entry = lookup(services, interview_id, "complete_interview")
     if isinstance(entry, CallToolResult):

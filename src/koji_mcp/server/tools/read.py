@@ -52,8 +52,7 @@ class InterviewResult(BaseModel):
     analysis: dict[str, Any] | None = Field(None, description="summary, themes, quality_score")
     structured_answers: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="structuredValue by questionType: scale number, single_choice string, multiple_choice and "
-        "ranking list, yes_no bool",
+        description="scale number, single_choice string, multiple_choice/ranking list, yes_no bool",
     )
     transcript: list[TranscriptMessage] | None = None
     next_transcript_offset: int | None = None
@@ -71,14 +70,14 @@ async def get_interview(
     ctx: ServerContext,
     interview_id: InterviewId,
     include_transcript: Annotated[
-        bool, Field(description="Add the conversation, 50 messages a page.")
+        bool, Field(description="Add the conversation (50 a page).")
     ] = False,
     transcript_offset: Annotated[
         int, Field(ge=0, description="From next_transcript_offset.")
     ] = 0,
 ) -> Annotated[CallToolResult, InterviewResult]:
-    """Read an interview's status, analysis and typed structured answers (include_transcript adds
-    the conversation). Use to report results."""
+    """Read an interview's status, analysis and typed structured answers; include_transcript adds
+    the conversation."""
     services = services_of(ctx)
     owner = current_owner()
     if owner != LOCAL_OWNER and services.ledger.get(interview_id, owner) is None:
@@ -128,8 +127,7 @@ async def list_interviews(
     limit: Annotated[int, Field(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Field(description="From next_cursor.")] = None,
 ) -> Annotated[CallToolResult, InterviewList]:
-    """List interviews started here, newest first (Koji has no list API); use to find ids or check
-    'unknown' starts."""
+    """List interviews started here, newest first; finds ids and 'unknown' starts."""
     services = services_of(ctx)
     if status is not None and status not in STATUSES:
         return fail(f"status must be one of {', '.join(STATUSES)} (got {clean_koji_text(status, 40)!r}).")

@@ -66,7 +66,8 @@ class StrictTool(Tool):
 
 def build_tool(spec: ToolSpec) -> Tool:
     description = inspect.cleandoc(spec.fn.__doc__ or "")
-    tool = StrictTool.from_function(spec.fn, title=spec.title, description=description, annotations=spec.annotations)
+    tool = StrictTool.from_function(spec.fn, title=spec.title, description=description, annotations=spec.annotations,
+                                   meta=spec.meta)
     tool.parameters = tidy_schema(inline_refs({**tool.parameters, "additionalProperties": False}))
     if tool.fn_metadata.output_schema is not None:
         tool.fn_metadata.output_schema = tidy_schema(inline_refs(tool.fn_metadata.output_schema))
@@ -77,7 +78,7 @@ def describe_tool(tool: Tool) -> dict[str, Any]:
     """The tool as `tools/list` shows it (the catalog stores exactly this)."""
     listed = MCPTool(
         name=tool.name, title=tool.title, description=tool.description, input_schema=tool.parameters,
-        output_schema=tool.output_schema, annotations=tool.annotations,
+        output_schema=tool.output_schema, annotations=tool.annotations, _meta=tool.meta,
     )
     return listed.model_dump(mode="json", by_alias=True, exclude_none=True)
 

@@ -47,10 +47,9 @@ class Document(BaseModel):
 async def search(
     ctx: ServerContext,
     query: Annotated[str, Field(max_length=MAX_QUERY_CHARS,
-                                description="Plain words: a name, id, topic or words said.")],
+                                description="A name, id, topic or words said.")],
 ) -> Annotated[CallToolResult, SearchResults]:
-    """Search your interviews by name, id, themes or words said (up to 20, best first); read one
-    with fetch."""
+    """Search interviews by name, id, themes or words said (20 best); read one with fetch."""
     services = services_of(ctx)
     if fts_match(query) is None:
         return fail("query holds no words to search for: pass a name, an external_id or words about a topic, "
@@ -65,7 +64,7 @@ async def fetch(
     ctx: ServerContext,
     id: Annotated[str, Field(pattern=INTERVIEW_ID_PATTERN, description="From search.")],
 ) -> Annotated[CallToolResult, Document]:
-    """Fetch one interview found by search as a document: analysis and transcript."""
+    """One interview found by search, as a document: analysis and transcript."""
     services = services_of(ctx)
     owner = current_owner()
     entry = services.ledger.get(id, owner)

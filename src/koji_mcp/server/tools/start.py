@@ -2,8 +2,9 @@
 
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
+from mcp.server.apps import client_supports_apps
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
@@ -23,6 +24,7 @@ class StartedInterview(BaseModel):
     initial_message: str = Field(description="Show as-is.")
     mode: Mode | None = None
     locale: str | None = None
+    question: dict[str, Any] | None = None  # only for MCP Apps hosts: the view's first widget
 
 
 async def start_interview(
@@ -37,8 +39,8 @@ async def start_interview(
     ] = None,
     locale: Locale | None = None,
 ) -> Annotated[CallToolResult, StartedInterview]:
-    """Start one Koji interview; returns its id and the interviewer's first message. Spends credits:
-    never start the same person twice. Relay answers with send_interview_message."""
+    """Start one Koji interview: its id and the interviewer's first message. Spends credits: never
+    start the same person twice; relay answers with send_interview_message."""
     services = services_of(ctx)
     owner = current_owner()
     request = StartRequest(respondent=respondent, mode=mode, locale=locale)
@@ -69,4 +71,7 @@ async def start_interview(
             "\nWarning: the local ledger could not be written (see koji-mcp's log), so this interview's "
             "session token was lost and its messages cannot be relayed from here. Check the state directory."
         )
-    return ok(text, StartedInterview(interview_id=interview_id, initial_message=greeting, mode=mode, locale=locale))
+    # Hosts without Apps get exactly the result they always had; the view also gets the first question's data.
+    question = result.question if client_supports_apps(ctx) else None
+    return ok(text, StartedInterview(interview_id=interview_id, initial_message=greeting, mode=mode, locale=locale,
+                                     question=question))
