@@ -29,6 +29,7 @@ import anyio
 import httpx
 
 from koji_mcp.config import EXIT_USAGE, KEY_PREFIX, MEMORY_STATE_DIR, ConfigError, Settings, is_loopback
+from koji_mcp.interviews.services import SANDBOX_LEDGER_URL
 from koji_mcp.interviews.ledger import Ledger, LedgerRowsLost, StorageError, UnsafeStateDir
 from koji_mcp.koji.client import PROBE_INTERVIEW_ID, KojiClient
 from koji_mcp.koji.errors import (
@@ -262,7 +263,8 @@ def run_checks(settings: Settings) -> Iterator[Check]:
             yield Check("warn", "the key was not tested with Koji: the base URL is unreachable")
         else:
             yield from check_koji(settings, base_url, key)
-        yield check_state_dir(settings.state_dir, base_url)
+        # the ledger this setup really uses: --sandbox keeps its own under STATE_DIR/sandbox/
+        yield check_state_dir(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else base_url)
 
 
 def run_doctor_command(args: argparse.Namespace) -> int:
