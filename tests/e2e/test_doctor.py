@@ -325,6 +325,9 @@ def test_sandbox_flag_needs_no_key(doctor, tmp_path) -> None:
     assert lines[0].startswith("✓ using an in-process sandbox at http://127.0.0.1:")
     assert lines[0].endswith(" with its demo key (--sandbox)")
     assert lines[2:4] == [ACCEPTED, ALL_PERMISSIONS] and lines[-1] == PASSED
+    # the ledger --sandbox really uses (never the real one)
+    assert lines[4] == state_line(tmp_path / "state" / "sandbox", "sandbox:")
+    assert not (tmp_path / "state" / "ledger.sqlite3").exists()
 
 
 @pytest.mark.parametrize("shaped", [True, False])
