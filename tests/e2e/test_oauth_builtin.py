@@ -150,7 +150,8 @@ async def test_sdk_oauth_client_registers_authorizes_refreshes_and_calls_tools(s
     iid = started.structured_content["interview_id"]
     assert [i["interview_id"] for i in listed.structured_content["interviews"]] == [iid]
     assert len(consent_pages) == 1 and "SDK connector" in consent_pages[0] and "127.0.0.1:9" in consent_pages[0]
-    assert storage.client is not None and storage.client.client_secret  # registered as a confidential client
+    assert storage.client is not None and storage.client.client_secret is None  # registered as a public client
+    assert storage.client.token_endpoint_auth_method == "none"
     assert storage.client.scope == SCOPES  # no scope sent: both by default
     first = storage.tokens
     assert first is not None and first.refresh_token and first.expires_in == 3600 and first.scope == SCOPES
@@ -246,15 +247,16 @@ def test_deny_redirects_with_access_denied(server) -> None:
     assert params["error"] == "access_denied" and params["state"] == flow.state and "code" not in params
 
 
-def test_consent_post_without_the_csrf_cookie_or_token_is_refused(server) -> None:
+def test_consent_post_needs_the_pages_csrf_token_and_a_cookie_if_sent_must_match(server) -> None:
     flow = Authorization(server.base, new_client(server))
     flow.open_consent()
     data = {**flow.form.hidden, "access_code": ALICE, "decision": "approve"}
-    no_cookie = httpx.post(f"{server.base}/consent", data=data)
-    assert no_cookie.status_code == 403
     forged = flow.http.post(f"{server.base}/consent", data={**data, "csrf_token": "forged"})
     assert forged.status_code == 403
-    assert flow.approve(ALICE)  # the real form still works
+    wrong_cookie = httpx.post(f"{server.base}/consent", data=data, cookies={"koji_consent_csrf": "other"})
+    assert wrong_cookie.status_code == 403
+    no_cookie = httpx.post(f"{server.base}/consent", data=data)  # a client without a cookie jar
+    assert no_cookie.status_code == 302 and "code=" in no_cookie.headers["location"]
 
 
 # -- bad input gets RFC errors and changes nothing --------------------------------------------------------
@@ -450,3 +452,18 @@ def test_a_grant_ends_when_its_team_token_is_removed(sandbox_server, tmp_path) -
         assert refresh(without_bob.base, flow.client_id, tokens["refresh_token"]).status_code == 400
     finally:
         stop(without_bob)
+
+
+def test_clients_are_public_and_no_secret_is_stored(server) -> None:
+    r = httpx.post(f"{server.base}/register", json={
+        "client_name": "Wants a secret", "redirect_uris": ["http://127.0.0.1:9/callback"],
+        "token_endpoint_auth_method": "client_secret_post", "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"]})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["token_endpoint_auth_method"] == "none" and "client_secret" not in body
+    with sqlite3.connect(server.state / "ledger.sqlite3") as db:
+        stored = [row[0] for row in db.execute("SELECT info FROM oauth_clients")]
+    assert stored and not any("client_secret" in info for info in stored)
+    flow = Authorization(server.base, body["client_id"])
+    assert flow.exchange(flow.approve(ALICE)).status_code == 200  # PKCE alone authenticates the exchange

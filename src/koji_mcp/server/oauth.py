@@ -144,6 +144,12 @@ class BuiltinOAuthProvider:
         if unsupported:
             raise RegistrationError("invalid_client_metadata",
                                     f"unsupported grant_types: {', '.join(sorted(unsupported))}")
+        # Every client is public (PKCE S256 protects the code): no client secret is issued, so none is
+        # stored in plain. RFC 7591 lets the server change the metadata it registers; the response says
+        # token_endpoint_auth_method "none", and a secret a client still sends is ignored.
+        client_info.token_endpoint_auth_method = "none"
+        client_info.client_secret = None
+        client_info.client_secret_expires_at = None
         info = client_info.model_dump_json(exclude_none=True)
         if len(info.encode()) > MAX_METADATA_BYTES:
             raise RegistrationError("invalid_client_metadata", f"client metadata larger than {MAX_METADATA_BYTES} bytes")
@@ -294,10 +300,13 @@ class BuiltinOAuthProvider:
         pending = self._pending_for(request_id)
         if pending is None:
             return _expired_page()
+        # The hidden token must match this pending request (unguessable, single-use). The cookie set with
+        # the page is checked when the browser sends it (a client without a cookie jar still works): a
+        # forged post would also need a team access code, which is what the page asks for.
         csrf = _text(form.get("csrf_token"))
-        cookie = request.cookies.get(CSRF_COOKIE, "")
+        cookie = request.cookies.get(CSRF_COOKIE)
         if not (hmac.compare_digest(csrf.encode(), pending.csrf.encode())
-                and hmac.compare_digest(cookie.encode(), pending.csrf.encode())):
+                and (cookie is None or hmac.compare_digest(cookie.encode(), pending.csrf.encode()))):
             return _message_page("Session check failed",
                                  "This form did not come from this page. Start again from your assistant.", 403)
         decision = _text(form.get("decision"))
