@@ -49,13 +49,13 @@ async def test_a_background_job_returns_at_once_and_pages_its_outcomes(client: C
     assert f'get_batch(batch_id="{job["batch_id"]}")' in r.content[0].text
 
     done = await wait_for(client, job["batch_id"])
-    assert done["status"] == "done" and done.get("eta_seconds") is None
+    assert done["status"] == "done" and done["eta_seconds"] is None
     assert done["counts"] == {"started": 150, "skipped": 0, "failed": 0, "unknown": 0, "pending": 0, "cancelled": 0}
     assert [o["row"] for o in done["outcomes"]] == list(range(1, 101)) and done["next_cursor"] == "100"
     assert all(o["outcome"] == "started" and o["interview_id"] for o in done["outcomes"])
     page2 = await client.call_tool("get_batch", {"batch_id": job["batch_id"], "cursor": "100"})
     assert [o["row"] for o in page2.structured_content["outcomes"]] == list(range(101, 151))
-    assert page2.structured_content.get("next_cursor") is None
+    assert page2.structured_content["next_cursor"] is None
     assert starts_by_external_id(sandbox.base_url) == Counter({f"p{i}": 1 for i in range(150)})
 
 
@@ -233,3 +233,14 @@ async def test_an_interrupted_job_is_resumed_only_by_a_server_that_may_start(set
     assert done["status"] == "done" and done["resumed"] >= 1
     assert done["counts"]["started"] + done["counts"]["unknown"] == 40
     assert max(starts_by_external_id(sandbox.base_url).values()) == 1
+
+
+async def test_get_batch_always_has_next_cursor_and_eta_and_made_up_ids_read_as_unknown(client, sandbox) -> None:
+    r = await client.call_tool("start_interviews", {"respondents": people(3), "background": True})
+    done = await wait_for(client, r.structured_content["batch_id"])
+    assert {"batch_id", "status", "counts", "outcomes", "next_cursor", "eta_seconds"} <= set(done)
+    assert done["next_cursor"] is None and done["eta_seconds"] is None
+    for made_up in ("nope", "batch_" + "f" * 20):
+        unknown = await client.call_tool("get_batch", {"batch_id": made_up})
+        assert unknown.is_error and unknown.content[0].text == (
+            f"Unknown batch_id {made_up!r}: no batch with this id was started by you on this server.")

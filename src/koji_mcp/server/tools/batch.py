@@ -9,10 +9,9 @@ background, followed with get_batch or the `koji://batches/{batch_id}` resource.
 from typing import Annotated, Any
 
 from mcp.types import CallToolResult
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from koji_mcp.koji.models import Locale, Mode, Respondent
-from koji_mcp.interviews.jobs import BATCH_ID_PATTERN
 from koji_mcp.interviews.services import Services
 from koji_mcp.server.auth import current_owner
 from koji_mcp.server.sdk import ServerContext, services_of
@@ -22,7 +21,9 @@ from koji_mcp.text import clean_koji_text
 MAX_BATCH = 500
 TEXT_ROWS = 40
 FOREGROUND_SECONDS = 15.0  # chat hosts give a tool call about a minute; stay well inside it
-BatchId = Annotated[str, Field(pattern=BATCH_ID_PATTERN, description="From start_interviews.")]
+# Any id is accepted and looked up: a made-up id reads exactly like another client's ("unknown batch_id").
+BatchId = Annotated[str, Field(min_length=1, max_length=100, description="From start_interviews")]
+Nullable = WithJsonSchema  # next_cursor and eta_seconds are always present: null when there is none
 
 
 class BatchResult(BaseModel):
@@ -41,8 +42,13 @@ class BatchStatus(BaseModel):
     status: str  # running, done, cancelled, interrupted or failed
     counts: dict[str, int]  # started, skipped, failed, unknown, pending, cancelled
     outcomes: list[dict[str, Any]]  # row, external_id, outcome, interview_id?, error?
-    next_cursor: str | None = None
-    eta_seconds: int | None = None
+    next_cursor: Annotated[str | None, Nullable({"type": ["string", "null"]})] = None
+    eta_seconds: Annotated[int | None, Nullable({"type": ["integer", "null"]})] = None
+
+
+def _status(document: dict[str, Any]) -> dict[str, Any]:
+    """get_batch's structuredContent: every documented key present (null when empty), extras kept."""
+    return BatchStatus.model_validate(document).model_dump(mode="json")
 
 
 async def start_interviews(
@@ -181,7 +187,7 @@ async def get_batch(
     batch_id: BatchId,
     cursor: Annotated[str | None, Field(pattern=r"^[0-9]{1,6}$", description="From next_cursor.")] = None,
 ) -> Annotated[CallToolResult, BatchStatus]:
-    """A start_interviews batch: status, counts, outcomes (100 a page)."""
+    """A background batch: status, counts, outcomes (100 a page)."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)
@@ -191,11 +197,11 @@ async def get_batch(
         document = services.jobs.document(batch_id, current_owner(), cursor)
     except UnknownBatch:
         return _unknown_batch(batch_id)
-    return ok(_status_text(document), BatchStatus.model_validate(document))
+    return ok(_status_text(document), _status(document))
 
 
 async def cancel_batch(ctx: ServerContext, batch_id: BatchId) -> Annotated[CallToolResult, BatchStatus]:
-    """Cancel a batch: unsent rows become cancelled. Safe to repeat."""
+    """Cancel a batch; unsent rows become cancelled. Idempotent."""
     from koji_mcp.interviews.jobs import UnknownBatch
 
     services = services_of(ctx)
@@ -209,4 +215,4 @@ async def cancel_batch(ctx: ServerContext, batch_id: BatchId) -> Annotated[CallT
         return _unknown_batch(batch_id)
     note = ("Cancelled: nothing more will be sent." if changed
             else f"Batch {batch_id} had already finished ({document['status']}); nothing changed.")
-    return ok(note + "\n" + _status_text(document), BatchStatus.model_validate(document))
+    return ok(note + "\n" + _status_text(document), _status(document))

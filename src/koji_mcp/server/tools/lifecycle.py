@@ -144,8 +144,7 @@ async def complete_interview(
         Field(description="Flat, e.g. {'rating': 5}."),
     ] = None,
 ) -> Annotated[CallToolResult, CompletedInterview]:
-    """Complete an interview (ended, left, or stopped) so Koji analyses it; safe to repeat. Then
-    call get_interview."""
+    """Complete an interview so Koji analyses it; safe to repeat. Then call get_interview."""
     services = services_of(ctx)
     entry = lookup(services, interview_id, "complete_interview")
     if isinstance(entry, CallToolResult):
