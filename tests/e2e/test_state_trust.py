@@ -76,3 +76,16 @@ def test_an_unsafe_state_dir_is_refused_with_one_line(sandbox, tmp_path, command
         assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not (tmp_path / "elsewhere.db").exists()  # a symlink's target is never created
     assert [r for r in sandbox.requests() if r["method"] == "POST" and r["status"] < 400] == []  # nothing was started (doctor only probes)
+
+
+def test_with_the_sandbox_the_state_dir_itself_must_be_trusted(tmp_path) -> None:
+    """--sandbox keeps its ledger in STATE_DIR/sandbox/; a world-writable STATE_DIR is refused all the same."""
+    state = tmp_path / "shared"
+    state.mkdir()
+    state.chmod(0o777)
+    proc = subprocess.run([*koji_mcp_command(), "serve", "--sandbox", "--state-dir", str(state)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"koji-mcp: state dir {state} is writable by others (mode 777): they could plant files "
+                           f"the ledger would use; run `chmod 700 {state}`\n")
+    assert not (state / "sandbox").exists()

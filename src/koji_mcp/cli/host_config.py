@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from datetime import datetime
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, TextIO
@@ -216,9 +217,9 @@ def backup(path: Path) -> Path:
 def write_atomically(path: Path, doc: dict[str, Any]) -> None:
     """tmp file + os.replace, so the host never reads a half-written config; keeps the file's mode."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o600  # it will hold an API key
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # O_EXCL: no planted link
+    tmp = Path(name)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
             handle.flush()

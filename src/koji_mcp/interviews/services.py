@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from koji_mcp.config import MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.client import KojiClient
-from koji_mcp.interviews.ledger import Ledger
+from koji_mcp.interviews.ledger import Ledger, check_state_dir
 
 if TYPE_CHECKING:
     import httpx
@@ -45,11 +46,14 @@ async def open_services(
     """
     async with AsyncExitStack() as stack:
         base_url, api_key = settings.base_url, None
+        if settings.sandbox and settings.state_dir != MEMORY_STATE_DIR:
+            # the sandbox's ledger lives in STATE_DIR/sandbox/: the state dir itself must be trusted too
+            parent = Path(settings.state_dir).expanduser()
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_state_dir(parent)
         ledger = Ledger.open(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else settings.base_url)
         stack.callback(ledger.close)
         if settings.sandbox:
-            from pathlib import Path
-
             from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
                 DEMO_KEY,
                 SandboxConfig,

@@ -124,7 +124,9 @@ class KojiClient:
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
                 transport=self._transport,
-                timeout=httpx.Timeout(self._settings.timeout, connect=self._settings.connect_timeout),
+                # connect well inside the total deadline: a connect that hangs must fail as "not sent", not "unknown"
+                timeout=httpx.Timeout(self._settings.timeout,
+                                      connect=min(self._settings.connect_timeout, self._settings.timeout / 2)),
                 headers={
                     "Authorization": f"Bearer {self._key}",
                     "Accept": "application/json",

@@ -183,7 +183,8 @@ def analyse(interview: Interview, brief: dict[str, Any]) -> dict[str, Any]:
     answered = sum(1 for q in questions if q["id"] in interview.answers)
     score = 1 + (answered * 2 >= len(questions)) + (answered == len(questions)) + (words >= 30) + (words >= 80)
     who = (interview.respondent.get("display_name") or "").strip() or "The respondent"
-    summary = f"{who} answered {answered} of {len(questions)} questions in {len(replies)} messages ({words} words)."
+    summary = (f"{who} answered {answered} of {_n(len(questions), 'question')} in {_n(len(replies), 'message')} "
+               f"({_n(words, 'word')}).")
     if found:
         summary += " Main themes: " + ", ".join(t["name"] for t in found[:3]) + "."
     parsed = [f"{a['questionId']}: {_format(a['structuredValue'])}" for a in structured
@@ -195,3 +196,8 @@ def analyse(interview: Interview, brief: dict[str, Any]) -> dict[str, Any]:
             "structured_answers": structured,
             "statistics": {"respondent_messages": len(replies), "respondent_words": words,
                            "duration_seconds": round(end - interview.created_at)}}
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 message', '3 messages' (the sandbox shares no code with koji-mcp, so not text.plural)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -19,6 +19,7 @@ import math
 import os
 import secrets
 import string
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -277,8 +278,8 @@ class SandboxState:
     def _write(self) -> None:
         assert self.state_file is not None
         body = json.dumps({"version": 1, "interviews": [i.to_record() for i in self.interviews.values()]})
-        tmp = self.state_file.with_name(self.state_file.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)  # session tokens: owner only
+        # mkstemp: a fresh name opened with O_EXCL and mode 0600 (session tokens), never a planted link
+        fd, tmp = tempfile.mkstemp(prefix=self.state_file.name + ".", suffix=".tmp", dir=self.state_file.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(body)
         os.replace(tmp, self.state_file)
