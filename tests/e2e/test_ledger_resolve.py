@@ -114,7 +114,7 @@ def test_a_start_left_starting_by_kill_9_counts_as_unknown_until_resolved_as_not
 
         bad = cli(["ledger", "resolve", "1", "--started", "unknown-123"], drip.base_url, state)
         assert bad.returncode == 2 and "--started needs the interview id Koji shows" in bad.stderr
-        resolved = cli(["ledger", "resolve", "1", "--not-started"], drip.base_url, state)
+        resolved = cli(["ledger", "resolve", "u1", "--not-started"], drip.base_url, state)  # by external_id
         assert resolved.returncode == 0, resolved.stderr
         assert resolved.stdout.startswith(f"row 1 (external_id u1): {pending} settled as not started, recorded by ")
         assert resolved.stdout.rstrip().endswith("u1 is free again: the next batch or start_interviews invites them.")

@@ -225,7 +225,7 @@ def _ledger_parser(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("row", metavar="INTERVIEW_OR_ROW",
                    help="the row's id as batch results and list_interviews show it (unknown-… or pending-…), "
-                   "or its row number in the ledger")
+                   "its row number in the ledger, or the participant's external_id")
     outcome = r.add_mutually_exclusive_group(required=True)
     outcome.add_argument("--started", metavar="INTERVIEW_ID",
                          help="it did start: Koji's id for the interview (from Koji's dashboard)")

@@ -485,7 +485,8 @@ class Ledger:
     def resolve(self, key: str, *, started_id: str | None, by: str) -> tuple[LedgerEntry, LedgerEntry]:
         """Settle an 'unknown' or 'starting' row by hand; returns (before, after).
 
-        `key` is the row's interview id (its `unknown-…`/`pending-…` placeholder) or its row number.
+        `key` is the row's interview id (its `unknown-…`/`pending-…` placeholder), its ledger row number,
+        or the external_id of a participant whose start is unsettled.
         With `started_id` the row becomes that interview, without a session token (Koji gives it only
         to the caller that started it); without, it becomes 'not_started' and frees its external_id.
         """
@@ -496,9 +497,13 @@ class Ledger:
                 rows = db.execute(
                     "SELECT * FROM interviews WHERE interview_id = ? OR resolved_from = ? ORDER BY seq", (key, key)
                 ).fetchall()
+                if not rows:  # the participant's external_id, as the batch CSV names them
+                    marks = ", ".join("?" for _ in UNSETTLED)
+                    rows = db.execute(f"SELECT * FROM interviews WHERE external_id = ? AND status IN ({marks}) "
+                                      "ORDER BY seq", (key, *UNSETTLED)).fetchall()
             if not rows:
                 raise ResolveError(f"no row {key!r} in the ledger at {self.path}: give the unknown-… or pending-… id "
-                                   "(or the row number) that batch and list_interviews show")
+                                   "(or the ledger row number, or the participant's external_id) that batch and list_interviews show")
             if len(rows) > 1:
                 raise ResolveError(f"{key!r} matches {len(rows)} rows (started on different base URLs): give the "
                                    f"row number instead ({', '.join(str(r['seq']) for r in rows)})")
