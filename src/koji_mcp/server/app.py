@@ -77,6 +77,7 @@ class KojiServer(MCPServer[Services]):
         self._specs = {spec.name: spec for spec in specs}
         self._built: dict[str, Tool] = {}
         self.auth_front = auth_front
+        self.http_middleware: list[Any] = []  # ASGI middleware for the HTTP apps (e.g. oauth.RfcErrors)
         self.jwt_verifier: Any = None  # the external issuer's verifier, when configured (serve warms it up)
         if auth_front is not None:
             # Fail closed: with auth on, a request without an authenticated client (an in-process
@@ -130,15 +131,16 @@ class KojiServer(MCPServer[Services]):
         return await super().read_resource(uri, context)
 
     def streamable_http_app(self, **kwargs: Any) -> Any:
-        app = super().streamable_http_app(**kwargs)
-        if self.auth_front is not None:
-            self.auth_front.install(app)
-        return app
+        return self._front(super().streamable_http_app(**kwargs))
 
     def sse_app(self, **kwargs: Any) -> Any:
-        app = super().sse_app(**kwargs)
+        return self._front(super().sse_app(**kwargs))
+
+    def _front(self, app: Any) -> Any:
         if self.auth_front is not None:
             self.auth_front.install(app)
+        for middleware in self.http_middleware:
+            app.add_middleware(middleware)
         return app
 
 
@@ -234,9 +236,10 @@ def build_server(
     subscriptions.register(server)
 
     if provider is not None:
-        from koji_mcp.server.oauth import register_consent_route
+        from koji_mcp.server.oauth import RfcErrors, register_consent_route
 
         register_consent_route(server, provider)
+        server.http_middleware.append(RfcErrors)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:

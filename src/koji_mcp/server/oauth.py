@@ -16,6 +16,7 @@ codes and tokens are random 256-bit strings stored only as SHA-256 hashes (oauth
 from __future__ import annotations
 
 import hmac
+import json
 import html
 import logging
 import secrets
@@ -445,3 +446,80 @@ def _html(body: str, status: int) -> HTMLResponse:
         "Referrer-Policy": "no-referrer",
     })
 
+
+
+MAX_REGISTRATION_BODY = 16 * 1024  # a client's metadata is a few hundred bytes; far more is abuse
+
+
+class RfcErrors:
+    """ASGI middleware for the two places where the SDK's OAuth routes do not answer as the RFCs say.
+
+    - `/register` with a huge body: the server-wide body limit would answer 413 in plain text, and
+      unknown fields were silently dropped; RFC 7591 wants `400 invalid_client_metadata`.
+    - `/token` with a `redirect_uri` other than the one used at `/authorize`: the SDK answers
+      `invalid_request`; RFC 6749 §5.2 says `invalid_grant`.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in ("/register", "/token"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/register":
+            body, more = b"", True
+            while more:
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_REGISTRATION_BODY:
+                    await _json_error(send, 400, "invalid_client_metadata",
+                                      f"client metadata larger than {MAX_REGISTRATION_BODY:,} bytes")
+                    return
+            replayed = False
+
+            async def replay() -> Any:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await self.app(scope, replay, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def send_rfc(message: Any) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held["start"] = message
+                return
+            if message["type"] == "http.response.body" and "start" in held:
+                held["body"] = held.get("body", b"") + message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                body = held["body"]
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = None
+                if (isinstance(payload, dict) and payload.get("error") == "invalid_request"
+                        and "redirect_uri" in str(payload.get("error_description", ""))):
+                    payload["error"] = "invalid_grant"
+                    body = json.dumps(payload).encode()
+                headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**held["start"], "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_rfc)
+
+
+async def _json_error(send: Any, status: int, error: str, description: str) -> None:
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
