@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 ALGORITHMS = {"RS256": "RSA", "ES256": "EC"}  # the accepted `alg`s and the JWK key type each needs
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
-MIN_REFRESH_SECONDS = 30.0  # at most one fetch per this interval triggered by tokens (unknown kid, issuer down)
+MIN_REFRESH_SECONDS = 5.0  # at most one fetch per this interval triggered by tokens (unknown kid, issuer down)
 KEYS_MAX_AGE = 3600.0  # refetch the JWKS when a token arrives and the keys are older than this
 FETCH_TIMEOUT = 10.0
 MAX_DOCUMENT_BYTES = 512 * 1024
