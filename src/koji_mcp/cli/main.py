@@ -7,6 +7,7 @@ Subcommand modules are imported lazily so that starting the server imports only 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -14,6 +15,15 @@ from typing import NoReturn
 from koji_mcp import __version__
 from koji_mcp.config import EXIT_USAGE, LOG_LEVELS
 
+# Subcommands whose runner takes the parsed arguments ("demo" has its own branch in main()).
+RUNNERS = {
+    "serve": "koji_mcp.cli.serve:run_serve",
+    "sandbox": "koji_mcp.cli.sandbox:run_sandbox_command",
+    "batch": "koji_mcp.cli.batch:run_batch_command",
+    "doctor": "koji_mcp.cli.doctor:run_doctor_command",
+    "config": "koji_mcp.cli.host_config:run_config_command",
+    "ledger": "koji_mcp.cli.ledger:run_ledger_command",
+}
 SUBCOMMANDS = ("serve", "sandbox", "demo", "batch", "doctor", "config", "ledger")
 
 
@@ -282,30 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "transport", None) == "http":
         args.transport = "streamable-http"
     try:
-        if args.command == "serve":
-            from koji_mcp.cli.serve import run_serve
-
-            return run_serve(args)
-        if args.command == "sandbox":
-            from koji_mcp.cli.sandbox import run_sandbox_command
-
-            return run_sandbox_command(args)
-        if args.command == "batch":
-            from koji_mcp.cli.batch import run_batch_command
-
-            return run_batch_command(args)
-        if args.command == "doctor":
-            from koji_mcp.cli.doctor import run_doctor_command
-
-            return run_doctor_command(args)
-        if args.command == "config":
-            from koji_mcp.cli.host_config import run_config_command
-
-            return run_config_command(args)
-        if args.command == "ledger":
-            from koji_mcp.cli.ledger import run_ledger_command
-
-            return run_ledger_command(args)
+        if args.command in RUNNERS:  # imported only when chosen: starting the server imports only what it needs
+            module, function = RUNNERS[args.command].split(":")
+            return getattr(importlib.import_module(module), function)(args)
         if args.command == "demo":
             if args.app:
                 from koji_mcp.cli.app_demo import run_app_demo
