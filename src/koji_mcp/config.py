@@ -83,6 +83,9 @@ class Settings(BaseModel):
     # HTTP transports: "builtin" makes this server its own OAuth authorization server (server/oauth.py)
     oauth: Literal["off", "builtin"] = "off"
     allow_insecure_upstream: bool = False  # plain http:// to a non-loopback Koji (the key travels in clear)
+    # postgresql://…: the ledger, OAuth state, batch jobs and the Koji pacer in PostgreSQL, shared by replicas
+    # (interviews/database.py); unset, they live in SQLite in the state dir. It may hold a password: a secret.
+    database_url: SecretStr | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -91,6 +94,22 @@ class Settings(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"KOJI_BASE_URL must start with http:// or https:// (got {value!r})")
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = value.get_secret_value().strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or "host=" in parts.query):
+            raise ValueError("KOJI_MCP_DATABASE_URL must be a PostgreSQL URL such as "
+                             f"postgresql://koji:PASSWORD@db.example.com:5432/koji (got {mask_userinfo(url)!r})")
+        return SecretStr(url)
+
+    @property
+    def ledger_database_url(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None
 
     @field_validator("public_url")
     @classmethod
@@ -175,6 +194,8 @@ class Settings(BaseModel):
             values["oauth_owner_claim"] = env["KOJI_MCP_OAUTH_OWNER_CLAIM"].strip()
         if env.get("KOJI_MCP_OAUTH"):
             values["oauth"] = _oauth_mode(env["KOJI_MCP_OAUTH"])
+        if env.get("KOJI_MCP_DATABASE_URL"):
+            values["database_url"] = env["KOJI_MCP_DATABASE_URL"]
         # where each value came from, so that an error names what the user actually set
         sources = {field: var for field, var in _ENV_NAMES.items() if env.get(var)}
         for name, value in flags.items():
@@ -248,7 +269,8 @@ _ENV_NAMES = {"api_key": "KOJI_API_KEY", "base_url": "KOJI_BASE_URL", "timeout":
               "state_dir": "KOJI_MCP_STATE_DIR", "read_only": "KOJI_MCP_READ_ONLY", "tools": "KOJI_MCP_TOOLS",
               "log_level": "KOJI_MCP_LOG_LEVEL", "public_url": "KOJI_MCP_PUBLIC_URL",
               "oauth_issuer": "KOJI_MCP_OAUTH_ISSUER", "oauth_owner_claim": "KOJI_MCP_OAUTH_OWNER_CLAIM",
-              "oauth": "KOJI_MCP_OAUTH", "allow_insecure_upstream": "KOJI_MCP_ALLOW_INSECURE_UPSTREAM"}
+              "oauth": "KOJI_MCP_OAUTH", "allow_insecure_upstream": "KOJI_MCP_ALLOW_INSECURE_UPSTREAM",
+              "database_url": "KOJI_MCP_DATABASE_URL"}
 
 
 def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:

@@ -106,7 +106,7 @@ def write_results(path: Path, outcomes: list[BatchOutcome], total_rows: int, res
 def run_batch_command(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
-        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
+        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir, database_url=args.database_url,
                                  sandbox=True if args.sandbox else None,
                                  allow_insecure_upstream=True if args.allow_insecure_upstream else None)
         if not args.dry_run:  # a dry run sends nothing, so it needs no key

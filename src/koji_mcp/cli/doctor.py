@@ -240,6 +240,26 @@ def check_state_dir(state_dir: str, base_url: str) -> Check:
     return Check("ok", line)
 
 
+def check_database(url: str, base_url: str) -> Check:
+    """The PostgreSQL ledger: reachable, migrated (or migratable), and what it holds."""
+    try:
+        ledger = Ledger.open(MEMORY_STATE_DIR, base_url, database_url=url)
+    except (ConfigError, RuntimeError) as exc:  # psycopg missing; a newer schema
+        return Check("fail", f"the ledger database: {exc}")
+    with closing(ledger):
+        problem = ledger.readiness()
+        if problem is not None:
+            return Check("fail", f"{problem}: check KOJI_MCP_DATABASE_URL, that the server is up, and that this "
+                                 "machine may connect to it")
+        try:
+            here, total = ledger.count()
+        except StorageError as exc:
+            return Check("fail", exc.message)
+    elsewhere = f" ({total} in all)" if total != here else ""
+    return Check("ok", f"the ledger database {ledger.path} is reachable and migrated; it holds {here} interview(s) "
+                       f"started on {base_url}{elsewhere}")
+
+
 def run_checks(settings: Settings) -> Iterator[Check]:
     """The checks in order; later ones are skipped when an earlier one makes them meaningless."""
     with ExitStack() as stack:
@@ -264,7 +284,11 @@ def run_checks(settings: Settings) -> Iterator[Check]:
         else:
             yield from check_koji(settings, base_url, key)
         # the ledger this setup really uses: --sandbox keeps its own under STATE_DIR/sandbox/
-        yield check_state_dir(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else base_url)
+        ledger_url = SANDBOX_LEDGER_URL if settings.sandbox else base_url
+        if settings.ledger_database_url:
+            yield check_database(settings.ledger_database_url, ledger_url)
+        else:
+            yield check_state_dir(settings.ledger_dir, ledger_url)
 
 
 def run_doctor_command(args: argparse.Namespace) -> int:
@@ -272,7 +296,7 @@ def run_doctor_command(args: argparse.Namespace) -> int:
     marks = MARKS if utf8 else ASCII_MARKS
     counts = {"ok": 0, "warn": 0, "fail": 0, "refuse": 0}
     try:
-        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir,
+        settings = Settings.load(base_url=args.base_url, state_dir=args.state_dir, database_url=args.database_url,
                                  sandbox=True if args.sandbox else None)
         checks: Iterator[Check] = run_checks(settings)
         secret = settings.api_key.get_secret_value() if settings.api_key else ""

@@ -27,14 +27,14 @@ PLACEHOLDER_PREFIXES = ("unknown-", "pending-")
 
 def run_ledger_command(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.load(state_dir=args.state_dir)
-        if settings.state_dir == MEMORY_STATE_DIR:
+        settings = Settings.load(state_dir=args.state_dir, database_url=args.database_url)
+        if settings.state_dir == MEMORY_STATE_DIR and not settings.database_url:
             raise ConfigError("the state dir is :memory:, which keeps no ledger to resolve; give --state-dir "
                               "(or KOJI_MCP_STATE_DIR) as used by the batch or server")
         started = args.started
         if started is not None and (not is_valid_interview_id(started) or started.startswith(PLACEHOLDER_PREFIXES)):
             raise ConfigError(f"--started needs the interview id Koji shows for it (got {started!r})")
-        ledger = Ledger.open(settings.state_dir, settings.base_url)
+        ledger = Ledger.open(settings.state_dir, settings.base_url, database_url=settings.ledger_database_url)
     except ConfigError as exc:
         print(f"koji-mcp ledger: {exc}", file=sys.stderr)
         return EXIT_USAGE

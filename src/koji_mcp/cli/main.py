@@ -51,6 +51,14 @@ def _koji_args(p: argparse.ArgumentParser, *, sandbox_help: str, state_dir: bool
     p.add_argument("--base-url", help="Koji API origin (env KOJI_BASE_URL; default https://koji.so)")
     if state_dir:
         p.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; ':memory:' keeps nothing)")
+    _database_arg(p)
+
+
+def _database_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", metavar="URL",
+                   help="keep the ledger, batch jobs, OAuth state and Koji pacing in PostgreSQL, shared by "
+                   "replicas: postgresql://USER:PASSWORD@HOST:5432/DB (needs `pip install 'koji-mcp[postgres]'`; "
+                   "prefer the env KOJI_MCP_DATABASE_URL, as flags show in `ps`; default: SQLite in the state dir)")
 
 
 def _insecure_upstream_arg(p: argparse.ArgumentParser) -> None:
@@ -68,7 +76,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
         "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
         "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL, KOJI_MCP_PUBLIC_URL, KOJI_MCP_OAUTH_ISSUER, "
-        "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH. "
+        "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH, KOJI_MCP_DATABASE_URL. "
         "Flags override the environment.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http", "http"], default="stdio",
@@ -243,6 +251,7 @@ def _ledger_parser(sub: argparse._SubParsersAction) -> None:
                          help="it did not start: free its external_id so a rerun invites the person")
     r.add_argument("--by", metavar="NAME", help="who settles it, recorded in the ledger (default: your login name)")
     r.add_argument("--state-dir", help="ledger directory (env KOJI_MCP_STATE_DIR; default as for serve)")
+    _database_arg(r)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

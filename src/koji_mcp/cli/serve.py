@@ -34,6 +34,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         oauth_owner_claim=args.oauth_owner_claim,
         oauth=args.oauth,
         allow_insecure_upstream=True if args.allow_insecure_upstream else None,
+        database_url=args.database_url,
     )
 
 

@@ -9,7 +9,6 @@ pacer; every outcome is reported as it happens, so a progress bar or MCP progres
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -25,6 +24,7 @@ from koji_mcp.koji.errors import (
     Unauthorized,
 )
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
+from koji_mcp.interviews.database import Connection
 from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry, ReservationRefused, StorageError
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
@@ -67,7 +67,7 @@ def missing_external_ids_warning(count: int) -> str:
 
 
 OnOutcome = Callable[[BatchOutcome], Awaitable[None] | None]
-OnReserved = Callable[[sqlite3.Connection, int], None]
+OnReserved = Callable[[Connection, int], None]
 
 
 def plan(

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +32,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from koji_mcp.interviews.batches import BatchOutcome, run_batch
+from koji_mcp.interviews.database import Connection
 from koji_mcp.interviews.ledger import Ledger, ReservationRefused, now_iso
 from koji_mcp.koji.errors import KojiError
 from koji_mcp.koji.models import Respondent
@@ -113,7 +113,7 @@ class JobStore:
             )
         return batch_id
 
-    def job(self, batch_id: str, owner: str | None = None) -> sqlite3.Row:
+    def job(self, batch_id: str, owner: str | None = None) -> Any:
         with self.ledger._read() as db:
             row = db.execute(
                 "SELECT * FROM batches WHERE batch_id = ? AND base_url = ?", (batch_id, self.ledger.base_url)
@@ -132,7 +132,7 @@ class JobStore:
             counts["pending" if outcome == "sending" else outcome] += number
         return counts
 
-    def page(self, batch_id: str, after_row: int, limit: int = PAGE) -> list[sqlite3.Row]:
+    def page(self, batch_id: str, after_row: int, limit: int = PAGE) -> list[Any]:
         with self.ledger._read() as db:
             return db.execute(
                 "SELECT * FROM batch_rows WHERE batch_id = ? AND row > ? ORDER BY row LIMIT ?",
@@ -147,7 +147,7 @@ class JobStore:
             ).fetchall()
         return [(row, Respondent.model_validate_json(text)) for row, text in rows]
 
-    def link(self, batch_id: str, row: int, holder: str) -> Callable[[sqlite3.Connection, int], None]:
+    def link(self, batch_id: str, row: int, holder: str) -> Callable[[Connection, int], None]:
         """The hook `Ledger.reserve` runs inside its transaction: this row is now being sent.
 
         Only while `holder` still holds the job's lease, the job runs, no cancel was asked and the
@@ -155,7 +155,7 @@ class JobStore:
         nothing is sent. This, not the lease renewal, is what keeps two processes from both sending.
         """
 
-        def on_reserved(db: sqlite3.Connection, seq: int) -> None:
+        def on_reserved(db: Connection, seq: int) -> None:
             linked = db.execute(
                 """UPDATE batch_rows SET outcome = 'sending', seq = ?
                    WHERE batch_id = ? AND row = ? AND outcome = 'pending'
@@ -471,7 +471,7 @@ class JobRunner:
         return int(round(self.services.koji.pacer.estimate(pending)))
 
     @staticmethod
-    def _lease_live(job: sqlite3.Row) -> bool:
+    def _lease_live(job: Any) -> bool:
         return (job["lease_until"] or 0) >= time.time() and not _holder_is_dead(job["lease_holder"])
 
     # -- notifications --------------------------------------------------------------------------

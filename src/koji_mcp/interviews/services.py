@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from koji_mcp.config import MEMORY_STATE_DIR, ConfigError, Settings
 from koji_mcp.koji.client import KojiClient
+from koji_mcp.interviews.database import PostgresDatabase
 from koji_mcp.interviews.ledger import Ledger, check_state_dir
+from koji_mcp.interviews.shared_pacing import DatabasePaceStore
 
 if TYPE_CHECKING:
     import httpx
@@ -51,7 +53,8 @@ async def open_services(
             parent = Path(settings.state_dir).expanduser()
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             check_state_dir(parent)
-        ledger = Ledger.open(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else settings.base_url)
+        ledger = Ledger.open(settings.ledger_dir, SANDBOX_LEDGER_URL if settings.sandbox else settings.base_url,
+                             database_url=settings.ledger_database_url)
         stack.callback(ledger.close)
         if settings.sandbox:
             from koji_mcp.sandbox import (  # lazy: only `--sandbox` needs it
@@ -71,6 +74,8 @@ async def open_services(
                         "in memory: its interviews end with this process" if memory else f"interviews kept in {state_file}")
         koji = KojiClient(settings, base_url=base_url, api_key=api_key, transport=transport)
         stack.push_async_callback(koji.aclose)
+        if isinstance(ledger.db, PostgresDatabase):  # replicas share one schedule per key: one Koji rate limit
+            koji.pacer.store = DatabasePaceStore(ledger.db, koji.key_id)
         services = Services(settings=settings, koji=koji, ledger=ledger)
         yield services
 

@@ -11,13 +11,13 @@ Single `start_interview` calls and batches share this path, so both get the same
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 
+from koji_mcp.interviews.database import Connection
 from koji_mcp.interviews.ledger import LedgerEntry, StorageError, best_effort
 from koji_mcp.koji.errors import KojiError, KojiProtocolError
 from koji_mcp.koji.models import Respondent, StartRequest
@@ -46,7 +46,7 @@ async def start_one(
     *,
     max_wait: float | None = None,
     skip_known: bool = False,
-    on_reserved: Callable[[sqlite3.Connection, int], None] | None = None,
+    on_reserved: Callable[[Connection, int], None] | None = None,
 ) -> StartOutcome:
     """Start one interview; with `skip_known`, skip an external_id the ledger already has."""
     person = request.respondent or Respondent()

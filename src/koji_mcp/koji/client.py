@@ -12,6 +12,8 @@ The client knows nothing of MCP.
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import logging
 import time
@@ -114,6 +116,11 @@ class KojiClient:
         self.routes: dict[str, str] = {}  # which route variant worked, per kind ("message", "complete")
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+
+    @property
+    def key_id(self) -> str:
+        """Names this base URL + API key without revealing the key (e.g. the shared pacer's row)."""
+        return hashlib.sha256(f"{self.base_url}\0{self._key}".encode()).hexdigest()[:32]
 
     @property
     def _http(self) -> httpx.AsyncClient:

@@ -7,13 +7,16 @@ with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (a Uni
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, TypeVar
 from email.utils import parsedate_to_datetime
 
 MAX_RESET_WAIT = 120.0  # never trust a reset further away than two windows
+SHARED_LOG = 1_000  # sends a shared (database) schedule remembers
 
 
 @dataclass
@@ -87,8 +90,64 @@ class WaitTooLong(Exception):
         self.limit = limit
 
 
+@dataclass
+class PaceState:
+    """The pacer's whole schedule for one API key: in memory (one process), or a row of the shared ledger
+    database (every replica paces from it, so together they keep within Koji's limit)."""
+
+    bucket_at: float | None = None  # GCRA "theoretical arrival time"
+    interval: float | None = None  # the spacing `bucket_at` was built at
+    sent: deque[float] = field(default_factory=deque)  # our send times in the last window, oldest first
+    blocked_until: float = 0.0  # Koji said stop (429, or Remaining 0) until then
+    limit: int | None = None  # Koji's X-RateLimit-Limit, as last seen by any sender of this key
+
+    def to_json(self) -> str:
+        # a shared log keeps the last SHARED_LOG sends: Koji's 60/min fits many times over; past that the
+        # GCRA spacing alone bounds a window (to limit plus a tenth)
+        data = {**asdict(self), "sent": list(self.sent)[-SHARED_LOG:]}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PaceState:
+        try:
+            data = json.loads(text)
+            state = cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data and name != "sent"})
+            state.sent = deque(float(stamp) for stamp in data.get("sent") or ())
+            return state
+        except (ValueError, TypeError):
+            return cls()  # an unreadable schedule starts afresh (Koji's headers soon tighten it again)
+
+
+T = TypeVar("T")
+
+
+class PaceStore(Protocol):
+    """Where one key's PaceState lives. `update` loads it, applies `change(state, now)` and saves it, as one
+    atomic step against every other sender of the key (a raised exception saves nothing); `now` is the
+    store's clock (the database's, when replicas share it, so their clocks need not agree)."""
+
+    def update(self, change: Callable[[PaceState, float], T]) -> T: ...
+
+    def peek(self) -> tuple[PaceState, float]: ...
+
+
+class MemoryPaceStore:
+    """One process's schedule (the default). No await inside `update`: safe under concurrency."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._state = PaceState()
+
+    def update(self, change: Callable[[PaceState, float], T]) -> T:
+        return change(self._state, self._clock())
+
+    def peek(self) -> tuple[PaceState, float]:
+        return self._state, self._clock()
+
+
 class Pacer:
-    """Client-side pacing shared by every request of one server (single calls and batches alike).
+    """Client-side pacing shared by every request of one server (single calls and batches alike), or
+    of all replicas sharing one database (see PaceStore).
 
     Koji's limit is per key over a sliding window, and the key may be shared with the customer's
     own app. So we never burst the whole window: requests are spread at limit/window with a small
@@ -97,65 +156,79 @@ class Pacer:
     """
 
     def __init__(self, tracker: RateLimitTracker, clock: Callable[[], float] = time.time,
-                 window: float = DEFAULT_WINDOW) -> None:
+                 window: float = DEFAULT_WINDOW, store: PaceStore | None = None) -> None:
         self._tracker = tracker
-        self._clock = clock
         self.window = window
-        self._sent: deque[float] = deque()  # our send times in the last window, oldest first
-        self._bucket_at: float | None = None  # GCRA "theoretical arrival time"
-        self._interval = window / DEFAULT_LIMIT
-        self._blocked_until = 0.0
+        self.store: PaceStore = store or MemoryPaceStore(clock)
 
     @property
     def limit(self) -> int:
-        return self._tracker.snapshot.limit or DEFAULT_LIMIT
+        return self.store.peek()[0].limit or self._tracker.snapshot.limit or DEFAULT_LIMIT
 
     def reserve(self, max_wait: float) -> float:
-        """Claim the next send slot; returns how long to sleep first (no await: safe under concurrency)."""
-        now = self._clock()
-        limit = max(self.limit, 1)
+        """Claim the next send slot; returns how long to sleep first."""
+        return self.store.update(lambda state, now: self._reserve(state, now, max_wait))
+
+    def _reserve(self, state: PaceState, now: float, max_wait: float) -> float:
+        known = state.limit or self._tracker.snapshot.limit
+        limit = max(known or DEFAULT_LIMIT, 1)
         interval = self.window / limit
         # Until Koji's headers tell the real limit, allow the documented limit as one burst (the
         # window log still caps it); once known, spread requests and keep a tenth as burst.
-        burst = max(1, limit // 10) if self._tracker.snapshot.limit else DEFAULT_LIMIT
-        if self._bucket_at is not None and interval != self._interval:
+        burst = max(1, limit // 10) if known else DEFAULT_LIMIT
+        bucket_at = state.bucket_at
+        if bucket_at is not None and state.interval and interval != state.interval:
             # The real limit became known (or changed): rescale the debt built up at the old pace.
-            self._bucket_at = now + max(0.0, self._bucket_at - now) * interval / self._interval
-        self._interval = interval
-        tat = max(self._bucket_at or now, now)
-        at = max(now, tat - (burst - 1) * interval, self._blocked_until)
+            bucket_at = now + max(0.0, bucket_at - now) * interval / state.interval
+        tat = max(bucket_at or now, now)
+        at = max(now, tat - (burst - 1) * interval, state.blocked_until)
+        sent = state.sent
         # Drop expired sends from the old end: O(1) per call (rebuilding the list cost O(sends per
         # window), ~1 ms a call at a few hundred calls/s against a generous limit).
-        while self._sent and self._sent[0] <= now - self.window:
-            self._sent.popleft()
-        if len(self._sent) >= limit:
+        while sent and sent[0] <= now - self.window:
+            sent.popleft()
+        if len(sent) >= limit:
             # Koji's window starts when a request *arrives*: leave a little slack for transit and jitter.
-            at = max(at, self._sent[-limit] + self.window + 0.1 + 0.005 * self.window)
+            at = max(at, sent[-limit] + self.window + 0.1 + 0.005 * self.window)
         wait = max(0.0, at - now)
         if wait > max_wait:
             raise WaitTooLong(wait, limit)
-        self._bucket_at = max(tat, at) + interval
-        self._sent.append(at)
+        state.bucket_at, state.interval = max(tat, at) + interval, interval
+        sent.append(at)
+        while len(sent) > limit:
+            sent.popleft()
         return wait
 
     def estimate(self, count: int) -> float:
         """Seconds until `count` more requests could all be sent at the current pace (nothing is claimed)."""
         if count <= 0:
             return 0.0
-        now = self._clock()
-        limit = max(self.limit, 1)
+        state, now = self.store.peek()
+        known = state.limit or self._tracker.snapshot.limit
+        limit = max(known or DEFAULT_LIMIT, 1)
         interval = self.window / limit
-        burst = max(1, limit // 10) if self._tracker.snapshot.limit else DEFAULT_LIMIT
-        tat = max(self._bucket_at or now, now, self._blocked_until)
+        burst = max(1, limit // 10) if known else DEFAULT_LIMIT
+        tat = max(state.bucket_at or now, now, state.blocked_until)
         free_now = max(0, burst - int((tat - now) / interval))
-        start = max(now, self._blocked_until)
+        start = max(now, state.blocked_until)
         return max(0.0, start - now) + max(0, count - free_now) * interval
 
     def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
-        """Let Koji's answer tighten the schedule (never loosen it)."""
-        now = self._clock()
+        """Let Koji's answer tighten the schedule (never loosen it), for every sender of this key."""
         snap = self._tracker.snapshot
-        if status == 429:
-            self._blocked_until = max(self._blocked_until, now + (retry_after if retry_after is not None else 1.0))
-        elif snap.remaining is not None and snap.remaining <= 0 and snap.reset_at is not None:
-            self._blocked_until = max(self._blocked_until, min(snap.reset_at, now + MAX_RESET_WAIT))
+        block = status == 429 or (snap.remaining is not None and snap.remaining <= 0 and snap.reset_at is not None)
+        if not block and (snap.limit is None or snap.limit == self._seen_limit):
+            return  # nothing new to share: no write per response
+        self._seen_limit = snap.limit
+
+        def tighten(state: PaceState, now: float) -> None:
+            if snap.limit:
+                state.limit = snap.limit
+            if status == 429:
+                state.blocked_until = max(state.blocked_until, now + (retry_after if retry_after is not None else 1.0))
+            elif block and snap.reset_at is not None:
+                state.blocked_until = max(state.blocked_until, min(snap.reset_at, now + MAX_RESET_WAIT))
+
+        self.store.update(tighten)
+
+    _seen_limit: int | None = None

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from sqlite3 import Connection
+from koji_mcp.interviews.database import Connection
 
 from koji_mcp.interviews.ledger import Ledger
 
@@ -80,13 +80,13 @@ class OAuthStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._ledger._tx() as db:  # the ledger's single connection, lock and transaction
+        with self._ledger._tx() as db:  # the ledger's database: writes take turns
             yield db
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._ledger._lock:
-            yield self._ledger._db
+        with self._ledger._read() as db:
+            yield db
 
     # -- clients --------------------------------------------------------------------------------
 
