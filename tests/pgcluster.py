@@ -4,8 +4,8 @@
         pg.url                  # postgresql://koji:<password>@127.0.0.1:<port>/postgres (superuser)
         url = pg.new_database()  # a fresh, empty database (CREATE DATABASE ... TEMPLATE template0)
 
-`initdb` + `pg_ctl` on a temp dir, a free TCP port on 127.0.0.1, the unix socket inside the temp dir,
-scram-sha-256 everywhere (a URL without the right password is refused), fast and unsafe settings
+`initdb` + `pg_ctl` on a temp dir (in /dev/shm when roomy), a free TCP port on 127.0.0.1, the unix socket
+inside the temp dir, scram-sha-256 everywhere (a URL without the right password is refused), fast and unsafe settings
 (fsync off: the data is thrown away). initdb and the server refuse to run as root, so as root they run as
 the `postgres` system user (runuser). Anything that keeps the cluster from starting raises
 PostgresUnavailable with one line saying why; nothing here skips.
@@ -33,6 +33,7 @@ SEARCH_DIRS_GLOB = "/usr/lib/postgresql/*/bin"
 BIN_DIR_ENV = "KOJI_MCP_TEST_PG_BIN"  # force one bin dir (a given version); else PATH, then SEARCH_DIRS_GLOB
 SYSTEM_USER = "postgres"  # who runs initdb/postgres when we are root
 SUPERUSER = "koji"
+SHM_MIN_FREE = 1 << 30  # a fresh database is ~8 MB; the per-test ones are dropped after each test
 FAST_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
@@ -65,6 +66,18 @@ def find_pg_bin_dir() -> Path:
                               "`make test-postgres` installs them (apt-get install postgresql)")
 
 
+def default_parent_dir() -> str:
+    """/dev/shm when it is a roomy tmpfs (CREATE DATABASE is ~10x faster in RAM than on a busy disk), else TMPDIR."""
+    shm = "/dev/shm"
+    try:
+        stats = os.statvfs(shm)
+    except OSError:
+        return tempfile.gettempdir()
+    if os.access(shm, os.W_OK | os.X_OK) and stats.f_bavail * stats.f_frsize >= SHM_MIN_FREE:
+        return shm
+    return tempfile.gettempdir()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,7 +95,9 @@ def _tail(text: str, limit: int = 300) -> str:
 class PostgresCluster:
     """One PostgreSQL cluster in a temp dir; use as a context manager (or start()/stop())."""
 
-    def __init__(self, bin_dir: str | Path | None = None, start_timeout: float = 30.0) -> None:
+    def __init__(self, bin_dir: str | Path | None = None, start_timeout: float = 30.0,
+                 parent_dir: str | Path | None = None) -> None:
+        self.parent_dir = Path(parent_dir) if parent_dir else Path(default_parent_dir())
         bin_dir = bin_dir or os.environ.get(BIN_DIR_ENV)
         self._bin_dir_arg = Path(bin_dir) if bin_dir else None
         self.start_timeout = start_timeout
@@ -161,7 +176,8 @@ class PostgresCluster:
         self.bin_dir = self._bin_dir_arg or find_pg_bin_dir()
         missing = [name for name in ("initdb", "pg_ctl") if not (self.bin_dir / name).is_file()]
         if missing:
-            raise PostgresUnavailable(f"PostgreSQL server binaries not found: no {' or '.join(missing)} in {self.bin_dir}")
+            raise PostgresUnavailable(f"PostgreSQL server binaries not found: no {' or '.join(missing)} "
+                                      f"in {self.bin_dir}")
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam(SYSTEM_USER)
@@ -171,7 +187,7 @@ class PostgresCluster:
             if shutil.which("runuser") is None:
                 raise PostgresUnavailable("running as root and `runuser` is missing (util-linux)")
             self.run_as = SYSTEM_USER
-        self.base_dir = Path(tempfile.mkdtemp(prefix="koji-mcp-pg-"))
+        self.base_dir = Path(tempfile.mkdtemp(prefix="koji-mcp-pg-", dir=self.parent_dir))
         try:
             self._init_and_start()
         except BaseException:

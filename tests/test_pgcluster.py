@@ -83,12 +83,13 @@ def pg_user() -> str:
 
 @pytest.mark.postgres
 def test_missing_binaries_fail_in_one_line_and_leave_nothing(tmp_path: Path) -> None:
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("koji-mcp-pg-*"))
     pg = PostgresCluster(bin_dir=tmp_path)
-    with pytest.raises(PostgresUnavailable, match=r"^PostgreSQL server binaries not found: no initdb or pg_ctl in ") as info:
+    before = set(pg.parent_dir.glob("koji-mcp-pg-*"))
+    with pytest.raises(PostgresUnavailable) as info:
         pg.start()
+    assert str(info.value).startswith(f"PostgreSQL server binaries not found: no initdb or pg_ctl in {tmp_path}")
     assert "\n" not in str(info.value)
-    assert pg.base_dir is None and set(Path(os.environ.get("TMPDIR", "/tmp")).glob("koji-mcp-pg-*")) == before
+    assert pg.base_dir is None and set(pg.parent_dir.glob("koji-mcp-pg-*")) == before
 
 
 def test_ledger_backend_gives_each_backend_its_place(ledger_backend: LedgerBackend) -> None:
