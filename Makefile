@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo demo-app test browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo demo-app test test-postgres browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
 	@echo "make demo-app answer an interview yourself in the MCP App view, in a local host page (koji-mcp demo --app)"
 	@echo "make test     run the test suite"
+	@echo "make test-postgres  run the PostgreSQL tests on a throwaway cluster (installs Debian's postgresql when no initdb)"
 	@echo "make browser  drive the OAuth consent page and the interview view in headless Chromium (installs chromium + playwright-core)"
 	@echo "make package  build the sdist and wheel, install the wheel in a fresh venv and run it (slow)"
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
@@ -22,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,postgres]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,6 +36,18 @@ demo-app: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests marked `postgres` (the ledger on PostgreSQL, the harness itself) on a throwaway cluster that
+# tests/pgcluster.py starts with initdb + pg_ctl (as the postgres user when root). Installs Debian's
+# PostgreSQL server (apt, as root or via sudo) only when no initdb is on PATH or in /usr/lib/postgresql/*/bin;
+# a cluster that cannot start fails the run, never skips.
+test-postgres: $(STAMP)
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		echo "no initdb found: installing Debian's postgresql (server binaries)"; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
+	fi
+	KOJI_MCP_TEST_POSTGRES=1 $(BIN)/python -m pytest -q -m postgres
 
 # The consent page and the interview view (MCP App) in real headless Chromium. Installs Debian's chromium
 # (apt, as root or via sudo), playwright-core and the official MCP Apps host bridge with its MCP client

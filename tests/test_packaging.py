@@ -70,5 +70,10 @@ def test_wheel_has_the_sandbox_brief_and_the_entry_point(tmp_path: Path) -> None
         assert "koji_mcp/cli/app_demo.html" in names  # koji-mcp demo --app
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         text = archive.read(entry_points).decode()
+        [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        requires = archive.read(metadata).decode()
+    assert re.search(r"^Provides-Extra: postgres$", requires, re.MULTILINE)  # pip install koji-mcp[postgres]
+    for dist in ("psycopg\\[binary\\]", "psycopg-pool"):
+        assert re.search(rf"^Requires-Dist: {dist}<4,>=3\.2; extra == [\'\"]postgres[\'\"]$", requires, re.MULTILINE)
     assert "[console_scripts]" in text
     assert re.search(r"^koji-mcp\s*=\s*koji_mcp\.cli\.main:main$", text, re.MULTILINE)
