@@ -309,6 +309,15 @@ class Ledger:
         with self._lock:
             self._db.close()
 
+    def readiness(self) -> str | None:
+        """None when the ledger answers a query; else one line saying why not (served by /readyz)."""
+        try:
+            with self._read() as db:
+                db.execute("SELECT 1").fetchone()
+        except StorageError as exc:
+            return str(exc)
+        return None
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; SQLite's failures come out as StorageError."""
