@@ -63,40 +63,42 @@ class RoundRobin(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def start_replica(port: int, state: Path, base_url: str, keys: str = KEY, *extra: str) -> subprocess.Popen:
+def start_replica(port: int, state: Path, base_url: str, logs: Path) -> subprocess.Popen:
+    """`serve --stateless` at DEBUG; its stdout and stderr go to files (a pipe nobody reads would fill and stall it)."""
     env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=base_url, KOJI_MCP_STATE_DIR=str(state),
-                         KOJI_MCP_REQUEST_STATE_KEYS=keys)
-    return subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
-                             "--stateless", "--log-level", "DEBUG", *extra],
-                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         KOJI_MCP_REQUEST_STATE_KEYS=KEY)
+    with (logs / f"{port}.out").open("w") as out, (logs / f"{port}.err").open("w") as err:
+        return subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
+                                 "--stateless", "--log-level", "DEBUG"],
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
 
 
-def stop(proc: subprocess.Popen) -> tuple[str, str]:
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
-        out, err = proc.communicate(timeout=15)
+        proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
-    return out, err
+        proc.wait()
 
 
 @pytest.fixture(scope="module")
 def replicas(sandbox_server: SandboxServer, tmp_path_factory) -> Iterator[SimpleNamespace]:
     """Two stateless replicas on one state dir and one sandbox; their output is checked when they stop."""
-    state = tmp_path_factory.mktemp("shared-state")
+    state, logs = tmp_path_factory.mktemp("shared-state"), tmp_path_factory.mktemp("replica-logs")
     ports = [free_port(), free_port()]
-    procs = [start_replica(port, state, sandbox_server.base_url) for port in ports]
-    found = SimpleNamespace(ports=ports, state=state, outputs=[])
+    procs = [start_replica(port, state, sandbox_server.base_url, logs) for port in ports]
     try:
         for port, proc in zip(ports, procs):
             wait_for_port(port, proc)
-        yield found
+        yield SimpleNamespace(ports=ports, state=state)
     finally:
-        found.outputs.extend(stop(proc) for proc in procs)
-        for out, err in found.outputs:  # the sealing key never appears, not even at DEBUG
-            assert KEY not in out and KEY not in err and KEY[8:] not in err
-            assert out == ""  # HTTP transports print nothing on stdout
+        for proc in procs:
+            stop(proc)
+    for port in ports:  # the sealing key never appears, not even at DEBUG; stdout stays empty
+        out, err = (logs / f"{port}.out").read_text(), (logs / f"{port}.err").read_text()
+        assert "(stateless) on http://127.0.0.1" in err and "requestState rejected on tools/call" in err
+        assert out == "" and KEY not in err and KEY[8:24] not in err
 
 
 def balanced(ports: list[int], mode: str) -> tuple[Client, RoundRobin]:
