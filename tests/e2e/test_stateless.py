@@ -91,13 +91,13 @@ def replicas(sandbox_server: SandboxServer, tmp_path_factory) -> Iterator[Simple
     try:
         for port, proc in zip(ports, procs):
             wait_for_port(port, proc)
-        yield SimpleNamespace(ports=ports, state=state)
+        yield SimpleNamespace(ports=ports, state=state, logs=logs)
     finally:
         for proc in procs:
             stop(proc)
     for port in ports:  # the sealing key never appears, not even at DEBUG; stdout stays empty
         out, err = (logs / f"{port}.out").read_text(), (logs / f"{port}.err").read_text()
-        assert "(stateless) on http://127.0.0.1" in err and "requestState rejected on tools/call" in err
+        assert "(stateless) on http://127.0.0.1" in err
         assert out == "" and KEY not in err and KEY[8:24] not in err
 
 
@@ -204,6 +204,10 @@ async def test_state_sealed_with_the_shared_key_opens_on_every_replica(replicas)
                     await client.call_tool("list_interviews", {}, request_state=bad)
                 assert info.value.error.code == -32602
                 assert info.value.error.message == "Invalid or expired requestState"
+        # the reason goes to the replica's log only (and never the key)
+        log = (replicas.logs / f"{port}.err").read_text()
+        for reason in ("unknown key", "request binding", "seal"):
+            assert f"requestState rejected on tools/call: {reason}\n" in log
 
 
 async def test_rotation_first_key_seals_every_key_opens(sandbox, tmp_path) -> None:
