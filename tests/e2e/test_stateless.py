@@ -63,13 +63,13 @@ class RoundRobin(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def start_replica(port: int, state: Path, base_url: str, logs: Path) -> subprocess.Popen:
+def start_replica(port: int, state: Path, base_url: str, logs: Path, stateless: bool = True) -> subprocess.Popen:
     """`serve --stateless` at DEBUG; its stdout and stderr go to files (a pipe nobody reads would fill and stall it)."""
     env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=base_url, KOJI_MCP_STATE_DIR=str(state),
                          KOJI_MCP_REQUEST_STATE_KEYS=KEY)
     with (logs / f"{port}.out").open("w") as out, (logs / f"{port}.err").open("w") as err:
         return subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
-                                 "--stateless", "--log-level", "DEBUG"],
+                                 *(["--stateless"] if stateless else []), "--log-level", "DEBUG"],
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
 
 
@@ -120,11 +120,45 @@ async def test_one_client_spread_over_both_replicas(replicas, sandbox, mode, ver
         assert not reply.is_error, reply.content[0].text
         read = await client.call_tool("get_interview", {"interview_id": iid})
         listed = await client.call_tool("list_interviews", {"external_id": f"rr-{mode}"})
+        seen: list[tuple[float, float | None]] = []
+
+        async def on_progress(progress: float, total: float | None, _: str | None) -> None:
+            seen.append((progress, total))
+
+        batch = await client.call_tool("start_interviews", {"respondents": [{"external_id": f"rr-{mode}-{i}"}
+                                                                             for i in range(3)]},
+                                       progress_callback=on_progress)
+    # a call's progress rides its own response stream, so it arrives without a session
+    assert batch.structured_content["counts"]["started"] == 3 and sorted(seen) == [(1, 3), (2, 3), (3, 3)]
     assert read.structured_content["interview_id"] == iid and read.structured_content["status"] == "active"
     assert [i["interview_id"] for i in listed.structured_content["interviews"]] == [iid]
     assert set(transport.served) == set(replicas.ports) and min(transport.served.values()) >= 2
-    assert [koji["interview_id"] for koji in sandbox.interviews()] == [iid]  # started once, at Koji too
+    started_at_koji = [koji["interview_id"] for koji in sandbox.interviews()]
+    assert len(started_at_koji) == 4 and started_at_koji.count(iid) == 1  # each started once, at Koji too
     assert transport.statuses.keys() <= {200, 202, 204, 405}, transport.statuses  # 405: a GET stream is refused
+
+
+async def test_without_stateless_only_the_2026_protocol_survives_round_robin(sandbox, tmp_path) -> None:
+    """What the README says about stickiness: replicas with sessions (no --stateless) serve 2026-07-28 clients
+    from any replica (per request), while a 2025-11-25 session minted on one replica is unknown (404) on the other."""
+    ports = [free_port(), free_port()]
+    procs = [start_replica(port, tmp_path, sandbox.base_url, tmp_path, stateless=False) for port in ports]
+    try:
+        for port, proc in zip(ports, procs):
+            wait_for_port(port, proc)
+        client, transport = balanced(ports, "auto")
+        async with client:
+            started = await client.call_tool("start_interview", {"respondent": {"external_id": "modern"}})
+            read = await client.call_tool("get_interview", {"interview_id": started.structured_content["interview_id"]})
+        assert not read.is_error and set(transport.served) == set(ports)
+        client, transport = balanced(ports, "legacy")
+        with pytest.raises(Exception):  # noqa: B017 - the SDK wraps the 404 in an exception group
+            async with client:
+                await client.call_tool("list_interviews", {})
+        assert transport.statuses[404] >= 1  # "unknown or expired session": the session lives on the other replica
+    finally:
+        for proc in procs:
+            stop(proc)
 
 
 async def test_fifty_clients_twenty_calls_each_no_errors(replicas, sandbox) -> None:
