@@ -20,10 +20,12 @@ RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/koj
     && chown koji:koji /data \
     && chmod 700 /data
 
+# extras to install, e.g. --build-arg KOJI_MCP_EXTRAS="[postgres]" for KOJI_MCP_DATABASE_URL (compose.yaml does)
+ARG KOJI_MCP_EXTRAS=""
 WORKDIR /build
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN pip install . && rm -rf /build
+RUN pip install ".${KOJI_MCP_EXTRAS}" && rm -rf /build
 
 USER koji
 WORKDIR /home/koji

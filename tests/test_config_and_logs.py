@@ -89,6 +89,21 @@ def test_api_key_never_appears_in_repr() -> None:
     assert "supersecret" not in repr(s) and "supersecret" not in str(s.model_dump())
 
 
+def test_sealing_keys_are_settings_never_shown() -> None:
+    """KOJI_MCP_REQUEST_STATE_KEYS: comma-separated, order kept (the first seals); no repr, dump or error shows one."""
+    first, second = "sealing-canary-" + "Ab3Cd5Ef7Gh9Jk2Lm4Np6Qr8St0Uv1", "sealing-canary-" + "Wx2Yz4Ab6Cd8Ef0Gh1Jk3Lm5Np7Qr9"
+    s = Settings.load({"KOJI_MCP_REQUEST_STATE_KEYS": f" {first} , {second} ", "KOJI_MCP_STATELESS": "yes"})
+    assert [k.get_secret_value() for k in s.request_state_keys] == [first, second] and s.stateless is True
+    assert "canary" not in repr(s) and "canary" not in str(s.model_dump())
+    assert Settings.load({"KOJI_MCP_REQUEST_STATE_KEYS": " , "}).request_state_keys == ()
+    for bad, why in ((first[:31], "key 1 of 1 is 31 characters; each key needs 32 to 512"),
+                     (f"{first},{first[:20]}", "key 2 of 2 is 20 characters"),
+                     (first + "é", "holds a space, a control or a non-ASCII character")):
+        with pytest.raises(ConfigError) as info:
+            Settings.load({"KOJI_MCP_REQUEST_STATE_KEYS": bad})
+        assert why in str(info.value) and "canary" not in str(info.value) and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [

@@ -55,6 +55,8 @@ ANSWERS = [
 LOGGERS = ("", "koji_mcp", "mcp", "httpx", "httpcore", "anyio", "asyncio", "uvicorn", "uvicorn.access", "uvicorn.error")
 
 assert len(CANARY_KEY) == len("pk_live_") + 32
+# the request-state sealing key (KOJI_MCP_REQUEST_STATE_KEYS): shapeless, so only never logging it keeps it out
+CANARY_STATE_KEY = "sealing-canary-" + "Zr5Tq8Wm1Xv4Yb7Nc0Kd3Lf6Hg9Jp2"
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def secrets_of(sandbox: SandboxHandle) -> list[str]:
     tokens = [i["session_token"] for i in sandbox.interviews()]
     assert tokens, "the flow should have started interviews"
     hidden = [CANARY_KEY[len(SHOWN_KEY) - 1:]] + [t[len("st_live_") + 4:] for t in tokens]
-    return [CANARY_KEY, *tokens, *hidden]
+    return [CANARY_KEY, *tokens, *hidden, CANARY_STATE_KEY, CANARY_STATE_KEY[len("sealing-canary-"):]]
 
 
 def assert_no_secrets(where: str, text: str, secrets: list[str]) -> None:
@@ -197,7 +199,7 @@ def check_captured(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixtur
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_no_secret_escapes_in_memory(canary, capture_everything, capfd, tmp_path, mode) -> None:
     settings = make_settings(canary.base_url, api_key=CANARY_KEY, state_dir=str(tmp_path / "state"),
-                             analysis_poll_seconds=0)
+                             analysis_poll_seconds=0, request_state_keys=(CANARY_STATE_KEY,))
     async with Client(build_server(settings), mode=mode) as client:
         rec = Recorder(client)
         await whole_flow(rec, canary)
@@ -327,7 +329,8 @@ class RawStdio:
 
 
 def test_no_secret_escapes_over_stdio_at_debug(canary, tmp_path) -> None:
-    env = subprocess_env(KOJI_API_KEY=CANARY_KEY, KOJI_BASE_URL=canary.base_url, KOJI_MCP_STATE_DIR=str(tmp_path / "s"))
+    env = subprocess_env(KOJI_API_KEY=CANARY_KEY, KOJI_BASE_URL=canary.base_url, KOJI_MCP_STATE_DIR=str(tmp_path / "s"),
+                         KOJI_MCP_REQUEST_STATE_KEYS=CANARY_STATE_KEY)
     mcp = RawStdio(["serve", "--log-level", "DEBUG", "--timeout", "1"], env, tmp_path / "stderr.log")
     try:
         mcp.initialize()

@@ -31,6 +31,8 @@ SANDBOX_SUBDIR = "sandbox"  # with --sandbox, the ledger and the sandbox's inter
 EXIT_USAGE = 2  # bad flags, settings or input: the exit code every subcommand uses
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+MIN_STATE_KEY, MAX_STATE_KEY, MIN_STATE_KEY_SYMBOLS = 32, 512, 10  # the SDK needs 32+ bytes per sealing key
+GENERATE_STATE_KEY = "generate one with: python -c 'import secrets;print(secrets.token_urlsafe(32))'"
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,11 @@ class Settings(BaseModel):
     # postgresql://…: the ledger, OAuth state, batch jobs and the Koji pacer in PostgreSQL, shared by replicas
     # (interviews/database.py); unset, they live in SQLite in the state dir. It may hold a password: a secret.
     database_url: SecretStr | None = None
+    # streamable HTTP without sessions (KOJI_MCP_STATELESS, --stateless): any replica answers any request
+    stateless: bool = False
+    # the SDK's request-state sealing keys (KOJI_MCP_REQUEST_STATE_KEYS, comma-separated; env only, never a flag:
+    # argv is visible to every user of the machine). The first seals, all open, so keys rotate; replicas share them.
+    request_state_keys: tuple[SecretStr, ...] = ()
 
     @field_validator("base_url")
     @classmethod
@@ -136,6 +143,28 @@ class Settings(BaseModel):
         if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError(f"KOJI_MCP_OAUTH_ISSUER must use https:// (http:// only on loopback; got {value!r})")
         return value
+
+    @field_validator("request_state_keys")
+    @classmethod
+    def _check_request_state_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        """Each key: 32+ characters of printable ASCII, no spaces, not all alike; no key twice. Never echoed."""
+        seen: set[str] = set()
+        for number, key in enumerate(keys, start=1):
+            value = key.get_secret_value()
+            which = f"key {number} of {len(keys)}"
+            problem = None
+            if not MIN_STATE_KEY <= len(value) <= MAX_STATE_KEY:
+                problem = f"is {len(value)} characters; each key needs {MIN_STATE_KEY} to {MAX_STATE_KEY}"
+            elif not all("!" <= ch <= "~" for ch in value):
+                problem = "holds a space, a control or a non-ASCII character"
+            elif len(set(value)) < MIN_STATE_KEY_SYMBOLS:
+                problem = f"repeats too few characters (fewer than {MIN_STATE_KEY_SYMBOLS} different ones) to be random"
+            elif value in seen:
+                problem = "repeats an earlier key"
+            if problem:
+                raise ValueError(f"KOJI_MCP_REQUEST_STATE_KEYS: {which} {problem}; {GENERATE_STATE_KEY}")
+            seen.add(value)
+        return keys
 
     @property
     def key_warning(self) -> str | None:
@@ -196,6 +225,10 @@ class Settings(BaseModel):
             values["oauth"] = _oauth_mode(env["KOJI_MCP_OAUTH"])
         if env.get("KOJI_MCP_DATABASE_URL"):
             values["database_url"] = env["KOJI_MCP_DATABASE_URL"]
+        if env.get("KOJI_MCP_STATELESS"):
+            values["stateless"] = _flag(env["KOJI_MCP_STATELESS"], "KOJI_MCP_STATELESS")
+        if env.get("KOJI_MCP_REQUEST_STATE_KEYS", "").strip():
+            values["request_state_keys"] = _names(env["KOJI_MCP_REQUEST_STATE_KEYS"])
         # where each value came from, so that an error names what the user actually set
         sources = {field: var for field, var in _ENV_NAMES.items() if env.get(var)}
         for name, value in flags.items():
@@ -270,7 +303,9 @@ _ENV_NAMES = {"api_key": "KOJI_API_KEY", "base_url": "KOJI_BASE_URL", "timeout":
               "log_level": "KOJI_MCP_LOG_LEVEL", "public_url": "KOJI_MCP_PUBLIC_URL",
               "oauth_issuer": "KOJI_MCP_OAUTH_ISSUER", "oauth_owner_claim": "KOJI_MCP_OAUTH_OWNER_CLAIM",
               "oauth": "KOJI_MCP_OAUTH", "allow_insecure_upstream": "KOJI_MCP_ALLOW_INSECURE_UPSTREAM",
-              "database_url": "KOJI_MCP_DATABASE_URL"}
+              "database_url": "KOJI_MCP_DATABASE_URL",
+              "stateless": "KOJI_MCP_STATELESS", "request_state_keys": "KOJI_MCP_REQUEST_STATE_KEYS"}
+_SECRET_FIELDS = ("api_key", "auth_tokens", "request_state_keys", "database_url")  # an error about them never shows the value
 
 
 def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
@@ -280,7 +315,8 @@ def _first_error(exc: ValidationError, sources: Mapping[str, str]) -> str:
     if message.startswith(("KOJI_", "--")):  # the validator already named the variable or flag
         return message
     where = sources.get(field)
-    given = f" (got {err['input']!r})" if where and field != "api_key" and not isinstance(err.get("input"), dict) else ""
+    secret = bool(err["loc"]) and err["loc"][0] in _SECRET_FIELDS  # never shown, not even in an error
+    given = f" (got {err['input']!r})" if where and not secret and not isinstance(err.get("input"), dict) else ""
     if where and message.startswith("Input should be "):  # pydantic's words, said of what the user set
         return f"{where} must be {message.removeprefix('Input should be ')}{given}"
     return f"{where}: {message}{given}" if where else f"invalid setting {field}: {message}"

@@ -59,6 +59,7 @@ def setup_logging(level: str = "INFO") -> None:
     handler._koji_mcp = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    # httpx logs full URLs at INFO; ours are logged by KojiClient without secrets.
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    # httpx logs full URLs at INFO; ours are logged by KojiClient without secrets. The SDK's streamable HTTP
+    # transport logs "Terminating session" at INFO for every request in stateless mode.
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "mcp.server.streamable_http"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -93,3 +93,5 @@ async def test_sse(http_server, sandbox) -> None:
             second = await session.call_tool("start_interview", {"mode": "voice"})
     assert not first.is_error and not second.is_error
     assert [r["json"] for r in sandbox.requests()] == [{"mode": "text"}, {"mode": "voice"}]
+    ready = httpx.get(f"http://127.0.0.1:{port}/readyz")  # readiness on the SSE transport too
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})

@@ -76,8 +76,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Environment: KOJI_API_KEY (required unless --sandbox), KOJI_BASE_URL (default https://koji.so), "
         "KOJI_TIMEOUT, KOJI_CONNECT_TIMEOUT, KOJI_MCP_STATE_DIR, KOJI_MCP_READ_ONLY, KOJI_MCP_TOOLS, "
         "KOJI_MCP_AUTH_TOKEN, KOJI_MCP_LOG_LEVEL, KOJI_MCP_PUBLIC_URL, KOJI_MCP_OAUTH_ISSUER, "
-        "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH, KOJI_MCP_DATABASE_URL. "
-        "Flags override the environment.",
+        "KOJI_MCP_OAUTH_OWNER_CLAIM, KOJI_MCP_OAUTH, KOJI_MCP_DATABASE_URL, KOJI_MCP_STATELESS, KOJI_MCP_REQUEST_STATE_KEYS (sealing keys "
+        "replicas share, comma-separated, env only). Flags override the environment. Over HTTP, GET /healthz answers "
+        "liveness and GET /readyz readiness (503 with a reason until the ledger answers), both without auth.",
     )
     p.add_argument("--transport", choices=["stdio", "sse", "streamable-http", "http"], default="stdio",
                    help="how MCP clients connect: stdio (default, for desktop hosts), streamable-http "
@@ -123,6 +124,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--oauth-owner-claim", metavar="CLAIM",
                    help="the JWT claim that names the user who owns interviews (env KOJI_MCP_OAUTH_OWNER_CLAIM; "
                    "default sub)")
+    p.add_argument("--stateless", action="store_true", default=None,
+                   help="streamable HTTP without sessions, so any of several replicas behind a load balancer can "
+                   "answer any request (env KOJI_MCP_STATELESS; needs --transport streamable-http and "
+                   "KOJI_MCP_REQUEST_STATE_KEYS, the sealing keys all replicas share)")
     p.add_argument("--log-level", choices=LOG_LEVELS,
                    help="stderr log level (env KOJI_MCP_LOG_LEVEL; default INFO)")
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from koji_mcp.config import EXIT_USAGE, ConfigError, Settings, is_loopback
+from koji_mcp.config import EXIT_USAGE, GENERATE_STATE_KEY, ConfigError, Settings, is_loopback
 from koji_mcp.server.auth import AuthConfigError, parse_tokens
 from koji_mcp.interviews.ledger import StorageError
 from koji_mcp.logs import setup_logging
@@ -35,6 +35,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         oauth=args.oauth,
         allow_insecure_upstream=True if args.allow_insecure_upstream else None,
         database_url=args.database_url,
+        stateless=True if args.stateless else None,
     )
 
 
@@ -47,6 +48,7 @@ def run_serve(args: argparse.Namespace) -> int:
         check_tool_names(settings.tools)
         tokens = parse_tokens(token.get_secret_value() for token in settings.auth_tokens)
         check_oauth(settings, args, tokens)
+        check_stateless(settings, args)
         check_exposure(args, tokens, settings)
     except (ConfigError, UnknownToolName, AuthConfigError) as exc:
         print(f"koji-mcp: {exc}", file=sys.stderr)
@@ -121,6 +123,19 @@ def public_url(args: argparse.Namespace, settings: Settings) -> str:
     return (settings.public_url or f"http://{shown}:{args.port}").rstrip("/")
 
 
+def check_stateless(settings: Settings, args: argparse.Namespace) -> None:
+    """--stateless is streamable HTTP only, and needs sealing keys every replica shares (never made per process)."""
+    if not settings.stateless:
+        return
+    if args.transport != "streamable-http":
+        raise ConfigError(f"--stateless (KOJI_MCP_STATELESS) applies to --transport streamable-http only; "
+                          f"{args.transport} keeps per-connection state")
+    if not settings.request_state_keys:
+        raise ConfigError("--stateless needs KOJI_MCP_REQUEST_STATE_KEYS, the request-state sealing key every replica "
+                          f"shares (the same value everywhere; a key made per process would not open on another "
+                          f"replica): {GENERATE_STATE_KEY}")
+
+
 def check_oauth(settings: Settings, args: argparse.Namespace, tokens: list) -> None:
     """The built-in authorization server needs HTTP, access codes to check, and an issuer URL clients trust."""
     if settings.oauth != "builtin":
@@ -163,4 +178,5 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> None:
                 allowed_hosts=args.allowed_host,
                 allowed_origins=args.allowed_origin,
                 listener=getattr(args, "listener", None),
+                stateless=settings.stateless,
             )

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.request_state import RequestStateSecurity
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
@@ -38,6 +42,7 @@ from koji_mcp.server.auth import (
 )
 from koji_mcp.server.scopes import READ_SCOPE
 from koji_mcp.config import Settings
+from koji_mcp.logs import redact
 from koji_mcp.server.prompts import register_prompts
 from koji_mcp.server.log_level_and_completions import register_protocol_extras
 from koji_mcp.server.resources import register_resources
@@ -149,6 +154,45 @@ async def _owner_required_middleware(ctx: Any, call_next: Any) -> Any:
         return await call_next(ctx)
 
 
+def request_state_security(settings: Settings) -> RequestStateSecurity | None:
+    """The SDK's sealing of `requestState` (the 2026-07-28 round trips) under the shared keys: the first
+    seals, every one opens, so replicas with the same keys open each other's state and keys can rotate.
+    None leaves the SDK's default, a key made per process (one process only; --stateless refuses it)."""
+    keys = [key.get_secret_value() for key in settings.request_state_keys]
+    return RequestStateSecurity(keys=keys) if keys else None
+
+
+class Readiness:
+    """What /readyz answers: None when this replica can serve (its ledger answers), else one line why not.
+
+    The check runs in a worker thread (a busy ledger must not stall the event loop), at most once per
+    `ttl` seconds however often a load balancer asks, and gives up after `timeout` seconds.
+    """
+
+    def __init__(self, ttl: float = 1.0, timeout: float = 3.0) -> None:
+        self.ttl, self.timeout = ttl, timeout
+        self.services: Services | None = None  # set once the lifespan has opened them
+        self._checked_at = -math.inf
+        self._reason: str | None = None
+        self._lock = anyio.Lock()
+
+    async def reason(self) -> str | None:
+        async with self._lock:  # concurrent probes wait for the one check in flight and share its answer
+            if time.monotonic() - self._checked_at >= self.ttl:
+                self._reason = await self._check()
+                self._checked_at = time.monotonic()
+            return self._reason
+
+    async def _check(self) -> str | None:
+        if self.services is None:
+            return "starting: the ledger is not open yet"
+        reason: str | None = f"the ledger did not answer within {self.timeout:g} s"
+        with anyio.move_on_after(self.timeout):
+            reason = await anyio.to_thread.run_sync(self.services.ledger.readiness, abandon_on_cancel=True)
+        # one line, and nothing secret (a database URL's password, a key) even if a driver's message holds one
+        return None if reason is None else redact(" ".join(reason.split()))[:300]
+
+
 def build_server(
     settings: Settings,
     services: Services | None = None,
@@ -167,6 +211,8 @@ def build_server(
     """
 
     subscriptions = Subscriptions()
+    readiness = Readiness()
+    readiness.services = services
 
     def follow_jobs(opened: Services) -> None:
         """Batch jobs advancing -> resource-updated notifications to subscribers."""
@@ -183,7 +229,11 @@ def build_server(
 
         async with open_services(settings) as opened, run_jobs(opened):
             follow_jobs(opened)
-            yield opened
+            readiness.services = opened
+            try:
+                yield opened
+            finally:
+                readiness.services = None
 
     auth_kwargs: dict = {}
     auth_front: AuthFront | None = None
@@ -224,6 +274,7 @@ def build_server(
         log_level="WARNING",
         subscriptions=subscriptions.bus,
         extensions=[view_extension()],
+        request_state_security=request_state_security(settings),
         **auth_kwargs,
     )
     lowlevel_server(server).middleware.append(declare_extension)
@@ -243,7 +294,16 @@ def build_server(
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:
+        """Liveness only: the process answers HTTP."""
         return JSONResponse({"status": "ok"})
+
+    @server.custom_route("/readyz", methods=["GET"])
+    async def readyz(_: Request) -> JSONResponse:
+        """Readiness: whether this replica should get traffic (its ledger is reachable), without auth."""
+        reason = await readiness.reason()
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
 
     return server
 
@@ -310,8 +370,10 @@ async def run_transport(
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
     listener: socket.socket | None = None,
+    stateless: bool = False,
 ) -> None:
-    """Serve `transport`; HTTP on `listener` when given (already bound by `bind_listener`)."""
+    """Serve `transport`; HTTP on `listener` when given (already bound by `bind_listener`). `stateless`:
+    streamable HTTP without sessions, so any replica can answer any request."""
     if transport == "stdio":
         from koji_mcp.server.sdk import serve_stdio
 
@@ -324,12 +386,13 @@ async def run_transport(
         app = server.sse_app(host=host, transport_security=security, max_request_body_size=MAX_REQUEST_BODY)
         path = "/sse"
     else:
-        app = server.streamable_http_app(host=host, transport_security=security,
+        app = server.streamable_http_app(host=host, transport_security=security, stateless_http=stateless,
                                          max_request_body_size=MAX_REQUEST_BODY)
         path = "/mcp"
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, log_level="warning")
     shown = f"[{host}]" if ":" in host else host
     if listener is None:
         listener = bind_listener(host, port)
-    logger.info("koji-mcp %s serving %s on http://%s:%d%s", __version__, transport, shown, port, path)
+    logger.info("koji-mcp %s serving %s%s on http://%s:%d%s", __version__, transport,
+                " (stateless)" if stateless else "", shown, port, path)
     await uvicorn.Server(config).serve(sockets=[listener])
