@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 import time
 
 import anyio
@@ -144,3 +145,142 @@ def test_a_v1_ledger_is_upgraded_in_place(tmp_path) -> None:
     ledger.close()
     assert entry is not None and entry.status == "active" and entry.resolved_by is None
     assert sqlite3.connect(state / LEDGER_FILE).execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
+
+
+# -- both engines (SQLite always; PostgreSQL under `make test-postgres`) ----------------------------------
+
+
+def open_ledger(backend, base_url: str = "http://k") -> Ledger:
+    return Ledger.open(backend.state_dir, base_url, database_url=backend.database_url)
+
+
+def test_rows_are_scoped_and_migrated_on_either_engine(ledger_backend) -> None:
+    a, b = open_ledger(ledger_backend, "http://sandbox"), open_ledger(ledger_backend, "https://koji.so")
+    try:
+        seed(a, "i1", "st_live_secret", owner="alice", external_id="u-1", metadata={"plan": "pro"})
+        assert a.get("i1", "alice").session_token == "st_live_secret"
+        assert a.get("i1", "alice").metadata == {"plan": "pro"}
+        assert a.get("i1", "bob") is None and a.get("i1") is None and b.get("i1", "alice") is None
+        assert a.readiness() is None and a.count() == (1, 1) and b.count() == (0, 1)
+        a.update_status("i1", "alice", "completed", completion={"completion_reason": "manual"})
+        done = a.get("i1", "alice")
+        assert done.status == "completed" and done.completed_at and done.completion == {"completion_reason": "manual"}
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_newer_schema_is_refused_on_either_engine(ledger_backend) -> None:
+    open_ledger(ledger_backend).close()
+    if ledger_backend.database_url:
+        import psycopg
+
+        with psycopg.connect(ledger_backend.database_url, autocommit=True) as db:
+            db.execute("INSERT INTO koji_mcp_schema (version) VALUES (99)")
+    else:
+        with sqlite3.connect(Path(ledger_backend.state_dir) / LEDGER_FILE) as db:
+            db.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match=r"written by a newer koji-mcp \(schema v99, this one knows v\d+\)"):
+        open_ledger(ledger_backend)
+
+
+def test_openers_racing_on_a_new_ledger_migrate_it_once(ledger_backend) -> None:
+    """Eight processes' worth of openers at once: the migrations run once, under the engine's lock."""
+    errors: list[BaseException] = []
+    opened: list[Ledger] = []
+
+    def opener() -> None:
+        try:
+            opened.append(open_ledger(ledger_backend))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 8
+    for ledger in opened:
+        ledger.close()
+    if ledger_backend.database_url:
+        import psycopg
+
+        with psycopg.connect(ledger_backend.database_url) as db:
+            versions = [v for (v,) in db.execute("SELECT version FROM koji_mcp_schema ORDER BY version")]
+        assert versions == list(range(1, len(_MIGRATIONS) + 1))
+
+
+def test_racing_reservations_invite_each_person_once(ledger_backend) -> None:
+    """Eight writers (two ledgers, as two replicas would be) reserve the same 40 people at once with
+    unless_known: the database decides, so exactly one reservation per person is written."""
+    ledgers = [open_ledger(ledger_backend), open_ledger(ledger_backend)]
+    won: list[int] = []
+
+    def writer(n: int) -> None:
+        ledger = ledgers[n % 2]
+        for i in range(40):
+            got = ledger.reserve(external_id=f"p-{(i + n * 5) % 40}", unless_known=True)
+            if isinstance(got, int):
+                won.append(got)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries, total = ledgers[0].list(limit=1000)
+    assert total == 40 and len(won) == 40
+    assert sorted(e.external_id for e in entries) == sorted(f"p-{i}" for i in range(40))
+    for ledger in ledgers:
+        ledger.close()
+
+
+def test_threads_writing_at_once_lose_nothing_on_either_engine(ledger_backend) -> None:
+    ledger = open_ledger(ledger_backend)
+
+    def writer(n: int) -> None:
+        for i in range(25):
+            seed(ledger, f"t{n}-{i}", f"st_{n}_{i}")
+            ledger.update_status(f"t{n}-{i}", "local", "ended")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries, total = ledger.list(limit=1000)
+    ledger.close()
+    assert total == 200 and {e.status for e in entries} == {"ended"}
+
+
+def test_search_reads_the_same_on_either_engine(ledger_backend) -> None:
+    ledger = open_ledger(ledger_backend)
+    seed(ledger, "iv-zoe", "t", external_id="u-1", display_name="Zoë Café")
+    seed(ledger, "iv-ten", "t", external_id="u-10", display_name="Ten")
+    seed(ledger, "iv-dash", "t", external_id="u-2", display_name="Dash Board")
+    assert ledger.index_text("iv-ten", "local", summary="Dashboards load slowly", themes="speed",
+                             transcript="I waited for the dashboard") is True
+    assert ledger.index_text("nope", "local", summary="", themes="", transcript="") is False
+    found = {q: [e.interview_id for e in ledger.search("local", q)] for q in
+             ["zoe", "CAFE", "u-1", "dash", "waited", 'NEAR( "x*', "absent"]}
+    assert ledger.index_text("iv-dash", "local", summary="u-1 u-1", themes="u-1", transcript="about u-1, u-1 again")
+    found["exact"] = [e.interview_id for e in ledger.search("local", "u-1")]
+    ledger.close()
+    assert found["zoe"] == ["iv-zoe"] and found["CAFE"] == ["iv-zoe"]  # case and diacritics folded
+    assert found["u-1"] == ["iv-zoe"]  # short last word: whole words, so not u-10
+    assert found["dash"][0] in {"iv-ten", "iv-dash"} and set(found["dash"]) == {"iv-ten", "iv-dash"}  # prefix
+    assert found["waited"] == ["iv-ten"] and found['NEAR( "x*'] == [] and found["absent"] == []
+    assert found["exact"] == ["iv-zoe", "iv-dash"]  # the exact external_id first, however often others say it
+
+
+def test_resolve_and_unknown_rows_on_either_engine(ledger_backend) -> None:
+    ledger = open_ledger(ledger_backend)
+    seq = ledger.reserve(external_id="p-1")
+    placeholder = ledger.mark_unknown(seq, "read timeout")
+    before, after = ledger.resolve(placeholder, started_id="koji-1", by="ops")
+    again = ledger.reserve(external_id="p-1", unless_known=True)
+    ledger.close()
+    assert (before.status, after.status, after.interview_id, after.resolved_from) == \
+        ("unknown", "active", "koji-1", placeholder)
+    assert not isinstance(again, int) and again.interview_id == "koji-1"  # settled: the person is not invited twice

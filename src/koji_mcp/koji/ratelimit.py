@@ -170,7 +170,7 @@ class Pacer:
         return self.store.update(lambda state, now: self._reserve(state, now, max_wait))
 
     def _reserve(self, state: PaceState, now: float, max_wait: float) -> float:
-        known = state.limit or self._tracker.snapshot.limit
+        known = state.limit = state.limit or self._tracker.snapshot.limit  # shared once any sender knows it
         limit = max(known or DEFAULT_LIMIT, 1)
         interval = self.window / limit
         # Until Koji's headers tell the real limit, allow the documented limit as one burst (the
