@@ -72,8 +72,9 @@ def make_settings(base_url: str, api_key: str = DEMO_KEY, **overrides: Any) -> S
 
 
 @pytest.fixture
-def settings(sandbox: SandboxHandle, tmp_path: Path) -> Settings:
-    return make_settings(sandbox.base_url, state_dir=str(tmp_path / "state"))
+def settings(sandbox: SandboxHandle, ledger_backend: LedgerBackend) -> Settings:
+    """A server's settings on the sandbox, its ledger on each backend (PostgreSQL under `make test-postgres`)."""
+    return make_settings(sandbox.base_url, state_dir=ledger_backend.state_dir, database_url=ledger_backend.database_url)
 
 
 @pytest.fixture(params=["legacy", "auto"])

@@ -101,7 +101,7 @@ async def test_clients_with_and_without_apps_get_the_same_start_result(settings,
     results = []
     for extensions in (APPS, None):
         sandbox.reset()
-        async with Client(build_server(settings.model_copy(update={"state_dir": ":memory:"})), mode="legacy",
+        async with Client(build_server(settings.model_copy(update={"state_dir": ":memory:", "database_url": None})), mode="legacy",
                           extensions=extensions) as c:
             results.append(await _start(c))
     with_apps, without = results

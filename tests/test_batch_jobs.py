@@ -185,7 +185,7 @@ async def test_on_2026_07_28_listeners_hear_the_batch_advance(settings, sandbox)
 
 async def test_a_job_whose_lease_was_taken_over_sends_nothing_more(settings, sandbox) -> None:
     """Exactly once across processes: sends check the lease in the same transaction as the reservation."""
-    import sqlite3
+    from koji_mcp.interviews.ledger import Ledger
 
     sandbox.fault(method="POST", path=START, delay=0.3, times=1000)
     async with Client(build_server(settings), mode="legacy") as client:
@@ -195,16 +195,18 @@ async def test_a_job_whose_lease_was_taken_over_sends_nothing_more(settings, san
             while (await client.call_tool("get_batch", {"batch_id": batch_id})).structured_content["counts"][
                     "started"] < 2:
                 await anyio.sleep(0.05)
-        with sqlite3.connect(f"{settings.state_dir}/ledger.sqlite3", isolation_level=None) as db:
+        peer = Ledger.open(settings.state_dir, sandbox.base_url, database_url=settings.ledger_database_url)
+        with peer._tx() as db:  # another replica took the job over (our lease lapsed)
             db.execute("UPDATE batches SET lease_holder = 'elsewhere:1:peer', lease_until = ? WHERE batch_id = ?",
-                       (time.time() + 600, batch_id))  # another replica took the job over (our lease lapsed)
+                       (time.time() + 600, batch_id))
         await anyio.sleep(1.0)  # starts already on the wire finish
         sent = start_count(sandbox.base_url)
         await anyio.sleep(1.5)
         assert start_count(sandbox.base_url) == sent < 30
-        with sqlite3.connect(f"{settings.state_dir}/ledger.sqlite3") as db:
+        with peer._read() as db:
             holder, status = db.execute("SELECT lease_holder, status FROM batches WHERE batch_id = ?",
                                         (batch_id,)).fetchone()
+        peer.close()
         assert (holder, status) == ("elsewhere:1:peer", "running")  # its status is not ours to overwrite
 
 

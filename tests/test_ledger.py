@@ -89,7 +89,7 @@ async def test_concurrent_tool_calls_each_get_a_row(sandbox, settings) -> None:
         async with anyio.create_task_group() as tg:
             for n in range(20):
                 tg.start_soon(one, n)
-    ledger = Ledger.open(settings.state_dir, sandbox.base_url)
+    ledger = Ledger.open(settings.state_dir, sandbox.base_url, database_url=settings.ledger_database_url)
     entries, total = ledger.list(limit=100)
     assert total == 20 and sorted(e.interview_id for e in entries) == sorted(results)
     assert all(e.session_token for e in entries)
@@ -284,3 +284,72 @@ def test_resolve_and_unknown_rows_on_either_engine(ledger_backend) -> None:
     assert (before.status, after.status, after.interview_id, after.resolved_from) == \
         ("unknown", "active", "koji-1", placeholder)
     assert not isinstance(again, int) and again.interview_id == "koji-1"  # settled: the person is not invited twice
+
+
+def test_a_database_that_appears_later_becomes_ready_and_never_shows_its_password(postgres_cluster, caplog) -> None:
+    """A fresh deployment: koji-mcp starts before its database exists. Open carries on, every use says
+    'not ready' (nothing sent), readiness says why, and it becomes ready by itself once the database is there."""
+    import logging
+
+    from koji_mcp.interviews import database
+    from koji_mcp.interviews.ledger import StorageError
+
+    name = f"later_{os.getpid()}"
+    url = postgres_cluster.url.rsplit("/", 1)[0] + f"/{name}"
+    password = postgres_cluster.password
+    caplog.set_level(logging.DEBUG)
+    began = time.monotonic()
+    ledger = Ledger.open(":memory:", "http://k", database_url=url)
+    try:
+        assert time.monotonic() - began < database.PG_CONNECT_WAIT + 2
+        reason = ledger.readiness()
+        assert reason is not None and f"does not exist" in reason and password not in reason
+        with pytest.raises(StorageError, match="is not ready") as refused:
+            ledger.reserve(external_id="p-1")
+        assert password not in refused.value.message and "KOJI_MCP_DATABASE_URL" in refused.value.hint
+        import psycopg
+
+        with psycopg.connect(postgres_cluster.url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        deadline = time.monotonic() + database.PG_RETRY_EVERY * 5
+        while ledger.readiness() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ledger.readiness() is None
+        assert isinstance(ledger.reserve(external_id="p-1"), int)
+    finally:
+        ledger.close()
+        postgres_cluster.drop_database(name)
+    assert password not in caplog.text and "the ledger database" in caplog.text
+
+
+PG_WRITER = """
+import sys
+from koji_mcp.interviews.ledger import Ledger
+ledger = Ledger.open(":memory:", "http://k", database_url=sys.argv[1])
+i = 0
+print("ready", flush=True)
+while True:
+    seq = ledger.reserve(metadata={"i": i}, external_id=f"p{i}", unless_known=True)
+    ledger.confirm(seq, interview_id=f"k{i}", session_token=f"st_live_{i}", initial_message=None)
+    ledger.update_status(f"k{i}", "local", "completed", completion={"completion_reason": "manual"})
+    i += 1
+"""
+
+
+def test_kill_9_during_writes_leaves_a_consistent_postgres_ledger(postgres_url) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", PG_WRITER, postgres_url], env=subprocess_env(),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ledger = Ledger.open(":memory:", "http://k", database_url=postgres_url)
+    entries, total = ledger.list(limit=100_000)
+    ledger.close()
+    assert total > 10
+    for e in entries:  # every row is whole: each transaction landed entirely or not at all
+        if e.status == "starting":
+            assert e.session_token is None and e.interview_id.startswith("pending-") and e.metadata
+            continue
+        assert e.session_token == f"st_live_{e.interview_id[1:]}" and e.metadata == {"i": int(e.interview_id[1:])}
+        assert e.status in {"active", "completed"} and (e.status == "completed") == (e.completed_at is not None)

@@ -167,7 +167,7 @@ async def test_interview_id_completion_leaves_out_placeholders(legacy_client: Cl
 
 
 async def test_interview_id_completion_caps_at_100_values(settings: Settings, sandbox) -> None:
-    ledger = Ledger.open(settings.state_dir, sandbox.base_url)
+    ledger = Ledger.open(settings.state_dir, sandbox.base_url, database_url=settings.ledger_database_url)
     try:
         for n in range(MAX_VALUES + 30):
             seed(ledger, f"int_{n:04d}", f"st_{n}")

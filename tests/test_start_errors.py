@@ -103,7 +103,7 @@ async def test_unknown_outcome_is_recorded_in_the_ledger(sandbox, settings) -> N
 
     from koji_mcp.interviews.ledger import Ledger
 
-    [entry] = Ledger.open(settings.state_dir, sandbox.base_url).find_by_external_id("u-7")
+    [entry] = Ledger.open(settings.state_dir, sandbox.base_url, database_url=settings.ledger_database_url).find_by_external_id("u-7")
     assert entry.status == "unknown" and entry.interview_id.startswith("unknown-")
 
 
@@ -208,6 +208,8 @@ async def test_429_with_a_short_wait_is_retried_after_that_wait(sandbox, setting
 
 NOTHING_SENT = ("Nothing was sent to Koji. Check the state directory (KOJI_MCP_STATE_DIR: disk space, permissions), "
                 "then call {tool} again.")
+NOTHING_SENT_PG = ("Nothing was sent to Koji. Check the ledger database (KOJI_MCP_DATABASE_URL: is PostgreSQL up, "
+                   "reachable and accepting connections?), then call {tool} again.")
 
 
 @pytest.mark.parametrize(("tool", "arguments", "verb"), [
@@ -222,10 +224,16 @@ async def test_a_ledger_that_cannot_be_used_says_nothing_was_sent(sandbox, setti
         async with Client(build_server(settings, services), mode="legacy") as c:
             result = await c.call_tool(tool, arguments)
     assert result.is_error and result.structured_content is None
-    assert result.content[0].text == (
-        f"The local ledger could not be {verb} (Cannot operate on a closed database.).\n"
-        + NOTHING_SENT.format(tool=tool)
-    )
+    if settings.database_url:
+        assert result.content[0].text == (
+            f"The ledger database could not be {verb} (the pool 'koji-mcp-ledger' is already closed).\n"
+            + NOTHING_SENT_PG.format(tool=tool)
+        )
+    else:
+        assert result.content[0].text == (
+            f"The local ledger could not be {verb} (Cannot operate on a closed database.).\n"
+            + NOTHING_SENT.format(tool=tool)
+        )
     assert sandbox.requests() == []
 
 

@@ -43,7 +43,7 @@ async def test_start_returns_id_and_greeting_but_never_the_session_token(client:
     assert structured["initial_message"] in text
     assert koji["session_token"] not in json.dumps(result.model_dump(mode="json"))
     # ... the token is kept server-side, in the ledger
-    ledger = Ledger.open(settings.state_dir, sandbox.base_url)
+    ledger = Ledger.open(settings.state_dir, sandbox.base_url, database_url=settings.ledger_database_url)
     entry = ledger.get(koji["interview_id"])
     assert entry is not None and entry.session_token == koji["session_token"] and entry.display_name == "Jane"
 

@@ -43,9 +43,14 @@ class StorageError(Exception):
 
     outcome = "not_sent"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, hint: str = "Check the state directory (KOJI_MCP_STATE_DIR: disk space, "
+                 "permissions)") -> None:
         super().__init__(message)
         self.message = message
+        self.hint = hint  # what to check, said after "Nothing was sent to Koji."
+
+
+PG_HINT = "Check the ledger database (KOJI_MCP_DATABASE_URL: is PostgreSQL up, reachable and accepting connections?)"
 
 
 class LedgerSchemaError(RuntimeError):
@@ -255,12 +260,18 @@ class _PgConnection:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(pg_sql(sql), tuple(params))
+        return self._conn.execute(pg_sql(sql), _no_nul(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         with self._conn.cursor() as cursor:
-            cursor.executemany(pg_sql(sql), [tuple(row) for row in rows])
+            cursor.executemany(pg_sql(sql), [_no_nul(row) for row in rows])
             return cursor
+
+
+def _no_nul(params: Sequence[Any]) -> tuple[Any, ...]:
+    """PostgreSQL text cannot hold NUL: it becomes U+FFFD, as SQLite would keep it, and nothing else changes."""
+    return tuple(value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+                 for value in params)
 
 
 class PostgresDatabase(Database):
@@ -280,40 +291,40 @@ class PostgresDatabase(Database):
                 "pip install 'koji-mcp[postgres]'"
             ) from None
         self._psycopg = psycopg
+        self._url = url
         self.where = shown_url(url)
         self._scripts: list[str] | None = None
         self._problem: str | None = "not connected yet"
         self._ready = threading.Event()
         self._closed = threading.Event()
         self._retrier: threading.Thread | None = None
-        self._pool = ConnectionPool(
+        self._connect_args = {"autocommit": True, "connect_timeout": 5, "application_name": "koji-mcp",
+                              "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}
+        self._pool = ConnectionPool(  # opened once the schema is in place (see _try_migrate)
             url,
             min_size=1,
             max_size=pool_size,
             open=False,
             timeout=PG_CONNECT_WAIT,
             name="koji-mcp-ledger",
-            kwargs={"autocommit": True, "row_factory": _row_factory, "connect_timeout": 5,
-                    "application_name": "koji-mcp",
-                    "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"},
+            kwargs={**self._connect_args, "row_factory": _row_factory},
             reconnect_failed=lambda _pool: logger.warning("the ledger database at %s is unreachable", self.where),
         )
-        self._pool.open(wait=False)
 
     # -- connections ---------------------------------------------------------------------------
 
     @contextmanager
-    def _connection(self, verb: str, *, ready: bool = True) -> Iterator[Any]:
-        if ready and not self._ready.is_set():
-            raise StorageError(f"the ledger database at {self.where} is not ready ({self._problem}); nothing was sent")
+    def _connection(self, verb: str) -> Iterator[Any]:
+        if not self._ready.is_set():
+            raise StorageError(f"the ledger database at {self.where} is not ready ({self._problem})", PG_HINT)
         try:
             with self._pool.connection() as conn:
                 yield conn
         except self._psycopg.Error as exc:
-            raise StorageError(f"the ledger database could not be {verb} ({_one_line(exc)})") from exc
+            raise StorageError(f"the ledger database could not be {verb} ({_one_line(exc)})", PG_HINT) from exc
         except Exception as exc:  # the pool's own timeout (PoolTimeout), a closed pool
             if type(exc).__module__.startswith("psycopg"):
-                raise StorageError(f"the ledger database at {self.where} could not be {verb} ({_one_line(exc)})") from exc
+                raise StorageError(f"the ledger database at {self.where} could not be {verb} ({_one_line(exc)})", PG_HINT) from exc
             raise
 
     @contextmanager
@@ -361,8 +372,20 @@ class PostgresDatabase(Database):
                 return
 
     def _try_migrate(self) -> None:
+        """One connection of its own (so a failure says why: no such database, wrong password, no server)."""
         assert self._scripts is not None
-        with self._connection("migrated", ready=False) as conn, conn.transaction():
+        try:
+            self._migrate_on(self._psycopg.connect(self._url, **self._connect_args))
+        except self._psycopg.Error as exc:
+            raise StorageError(f"the ledger database at {self.where} could not be reached or migrated "
+                               f"({_one_line(exc)})", PG_HINT) from exc
+        self._pool.open(wait=False)
+        self._problem = None
+        self._ready.set()
+
+    def _migrate_on(self, connection: Any) -> None:
+        assert self._scripts is not None
+        with connection as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))  # one replica migrates, the others wait
             conn.execute("CREATE TABLE IF NOT EXISTS koji_mcp_schema (version INTEGER NOT NULL)")
             row = conn.execute("SELECT max(version) FROM koji_mcp_schema").fetchone()
@@ -371,8 +394,6 @@ class PostgresDatabase(Database):
             for number, script in enumerate(self._scripts[version:], start=version + 1):
                 conn.execute(script)
                 conn.execute("INSERT INTO koji_mcp_schema (version) VALUES (%s)", (number,))
-        self._problem = None
-        self._ready.set()
 
     def readiness(self) -> str | None:
         if not self._ready.is_set():

@@ -121,8 +121,7 @@ def error_result(exc: KojiError | StorageError, tool: str) -> CallToolResult:
     """An upstream or storage failure as an `isError` result (StrictTool.run, the one boundary, calls it)."""
     if isinstance(exc, StorageError):
         text = (
-            f"{exc.message[:1].upper()}{exc.message[1:]}.\n{OUTCOME_TEXT['not_sent']} Check the state "
-            f"directory (KOJI_MCP_STATE_DIR: disk space, permissions), then call {tool} again."
+            f"{exc.message[:1].upper()}{exc.message[1:]}.\n{OUTCOME_TEXT['not_sent']} {exc.hint}, then call {tool} again."
         )
     elif isinstance(exc, KojiRateLimited):
         text = (
