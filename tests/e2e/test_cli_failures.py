@@ -65,12 +65,12 @@ def test_batch_on_a_corrupt_ledger(people, tmp_path, dry_run) -> None:
 
 def test_batch_on_a_newer_schema_ledger(people, tmp_path) -> None:
     proc = koji_mcp("batch", str(people), "--sandbox", "--dry-run", state=newer_ledger(tmp_path / "state", sandbox=True))
-    one_line(proc, 2, "newer koji-mcp (schema v99)", "upgrade koji-mcp")
+    one_line(proc, 2, "newer koji-mcp (schema v99, this one knows v", "upgrade koji-mcp")
 
 
 def test_serve_on_a_newer_schema_ledger(tmp_path) -> None:
     proc = koji_mcp("serve", state=newer_ledger(tmp_path / "state"))
-    one_line(proc, 2, "koji-mcp:", "newer koji-mcp (schema v99)")
+    one_line(proc, 2, "koji-mcp:", "newer koji-mcp (schema v99, this one knows v")
 
 
 def test_batch_on_a_locked_ledger(people, tmp_path) -> None:

@@ -316,7 +316,7 @@ class PostgresDatabase(Database):
     @contextmanager
     def _connection(self, verb: str) -> Iterator[Any]:
         if not self._ready.is_set():
-            raise StorageError(f"the ledger database at {self.where} is not ready ({self._problem})", PG_HINT)
+            raise StorageError(f"the ledger database is not ready ({self._problem})", PG_HINT)
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -397,7 +397,8 @@ class PostgresDatabase(Database):
 
     def readiness(self) -> str | None:
         if not self._ready.is_set():
-            return f"the ledger database at {self.where} is not ready: {self._problem}"
+            return self._problem if self._problem and self.where in self._problem else \
+                f"the ledger database at {self.where} is not ready: {self._problem}"
         try:
             with self.read() as db:
                 version = db.execute("SELECT max(version) FROM koji_mcp_schema").fetchone()[0]
