@@ -62,23 +62,6 @@ def test_memory_ledger_keeps_nothing_on_disk(tmp_path) -> None:
     assert ledger.get("i1") is not None and list(tmp_path.iterdir()) == []
 
 
-def test_threads_writing_at_once_lose_nothing(tmp_path) -> None:
-    ledger = Ledger.open(str(tmp_path), "http://k")
-
-    def writer(n: int) -> None:
-        for i in range(50):
-            seed(ledger, f"t{n}-{i}", f"st_{n}_{i}")
-            ledger.update_status(f"t{n}-{i}", "local", "ended")
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    entries, total = ledger.list(limit=1000)
-    assert total == 400 and {e.status for e in entries} == {"ended"}
-
-
 async def test_concurrent_tool_calls_each_get_a_row(sandbox, settings) -> None:
     results = []
     async with Client(build_server(settings), mode="legacy") as c:
