@@ -48,10 +48,10 @@ class OAuthServer:
 
 
 def start_server(sandbox_url: str, state: Path, port: int | None = None, *extra: str,
-                 tokens: str = f"alice={ALICE},bob={BOB}") -> OAuthServer:
+                 tokens: str = f"alice={ALICE},bob={BOB}", database_url: str = "") -> OAuthServer:
     port = port or free_port()
     env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=sandbox_url, KOJI_MCP_STATE_DIR=str(state),
-                         KOJI_MCP_AUTH_TOKEN=tokens, KOJI_MCP_OAUTH="builtin")
+                         KOJI_MCP_AUTH_TOKEN=tokens, KOJI_MCP_OAUTH="builtin", KOJI_MCP_DATABASE_URL=database_url)
     proc = subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
                              *extra], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -468,3 +468,35 @@ def test_clients_are_public_and_no_secret_is_stored(server) -> None:
     assert stored and not any("client_secret" in info for info in stored)
     flow = Authorization(server.base, body["client_id"])
     assert flow.exchange(flow.approve(ALICE)).status_code == 200  # PKCE alone authenticates the exchange
+
+
+def test_replicas_on_one_database_share_clients_grants_and_token_rotation(sandbox_server, tmp_path, postgres_url) -> None:
+    """Two built-in OAuth servers (replicas behind one public URL) on one PostgreSQL database: a connector
+    registered and approved on one works on the other; a refresh rotated on one is spent for both; the
+    consent request begun on one is answered on the other (each step may reach another replica)."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"  # both replicas name one public URL (in production: the proxy's)
+    one = start_server(sandbox_server.base_url, tmp_path / "one", port, "--public-url", public, database_url=postgres_url)
+    two = start_server(sandbox_server.base_url, tmp_path / "two", None, "--public-url", public, database_url=postgres_url)
+    try:
+        began = Authorization(one.base, new_client(one))
+        page = began.open_consent()  # /authorize and the page on one ...
+        began.base = two.base
+        approved = began.submit("approve", ALICE)  # ... the form's answer, and the code's exchange, on two
+        assert page.status_code == 200 and approved.status_code == 302, approved.text
+        assert began.exchange(query(approved.headers["location"])["code"]).status_code == 200
+        assert began.submit("approve", ALICE).status_code == 400  # answered once: gone on every replica
+        flow, tokens = tokens_for(one)
+        assert mcp_status(two.base, tokens["access_token"]) == 200  # issued by one, accepted by two
+        rotated = refresh(two.base, flow.client_id, tokens["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        replay = refresh(one.base, flow.client_id, tokens["refresh_token"])  # the old refresh token, elsewhere
+        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+        assert mcp_status(one.base, rotated.json()["access_token"]) == 401  # the replay revoked the grant everywhere
+        assert not (tmp_path / "one" / "ledger.sqlite3").exists() and not (tmp_path / "two" / "ledger.sqlite3").exists()
+    finally:
+        stop(one)
+        stop(two)
+    for server in (one, two):
+        err = server.proc.stderr.read()
+        assert postgres_url.split(":")[2].split("@")[0] not in err, err  # the database password never shows

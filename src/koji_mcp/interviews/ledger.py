@@ -185,6 +185,21 @@ _MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     )
     """,
+    # the built-in OAuth server's consent requests in flight and wrong access codes per address, so that
+    # /authorize, the consent page and its form may each reach a different replica
+    """
+    CREATE TABLE oauth_pending (
+        request_hash TEXT PRIMARY KEY,
+        data         TEXT NOT NULL,
+        expires_at   REAL NOT NULL
+    );
+    CREATE INDEX oauth_pending_by_expiry ON oauth_pending (expires_at);
+    CREATE TABLE oauth_wrong_codes (
+        address TEXT NOT NULL,
+        at      REAL NOT NULL
+    );
+    CREATE INDEX oauth_wrong_codes_by_address ON oauth_wrong_codes (address, at);
+    """,
 ]
 
 # PostgreSQL runs the same numbered migrations, translated (64-bit ids and doubles); only search differs:

@@ -21,8 +21,7 @@ import html
 import logging
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
@@ -120,8 +119,6 @@ class BuiltinOAuthProvider:
         self.issuer = issuer.rstrip("/")
         self.resource = resource
         self.secure_cookie = self.issuer.startswith("https://")
-        self._pending: dict[str, Pending] = {}
-        self._wrong_codes: dict[str, deque[float]] = {}
 
     # -- clients (RFC 7591) ---------------------------------------------------------------------
 
@@ -166,9 +163,8 @@ class BuiltinOAuthProvider:
         unknown = [s for s in scopes if s not in ALL_SCOPES]
         if unknown:
             raise AuthorizeError("invalid_scope", f"unknown scope: {' '.join(unknown)}")
-        self._forget_expired()
         request_id = secrets.token_urlsafe(24)
-        self._pending[request_id] = Pending(
+        pending = Pending(
             client_id=client.client_id,
             client_name=client.client_name or client.client_id,
             redirect_uri=str(params.redirect_uri),
@@ -180,17 +176,11 @@ class BuiltinOAuthProvider:
             csrf=secrets.token_urlsafe(32),
             expires_at=time.time() + PENDING_SECONDS,
         )
+        self.store.save_pending(request_id, json.dumps(asdict(pending)), pending.expires_at, keep=MAX_PENDING)
         return f"{self.issuer}{CONSENT_PATH}?{urlencode({'request': request_id})}"
 
     def _is_this_resource(self, resource: str) -> bool:
         return resource.rstrip("/") == self.resource.rstrip("/")
-
-    def _forget_expired(self) -> None:
-        now = time.time()
-        for key in [k for k, p in self._pending.items() if p.expires_at < now]:
-            del self._pending[key]
-        while len(self._pending) >= MAX_PENDING:  # oldest first (dicts keep insertion order)
-            del self._pending[next(iter(self._pending))]
 
     # -- codes and tokens -----------------------------------------------------------------------
 
@@ -312,7 +302,8 @@ class BuiltinOAuthProvider:
                                  "This form did not come from this page. Start again from your assistant.", 403)
         decision = _text(form.get("decision"))
         if decision == "deny":
-            del self._pending[request_id]
+            if not self.store.take_pending(request_id):
+                return _expired_page()
             return _redirect(construct_redirect_uri(pending.redirect_uri, error="access_denied",
                                                     error_description="the user denied access", state=pending.state))
         if decision != "approve":
@@ -329,7 +320,8 @@ class BuiltinOAuthProvider:
             logger.warning("OAuth consent: wrong access code from %s for client %s", address, pending.client_id)
             return self._page(request_id, pending, status=401,
                               error="That access code is not right. Ask whoever runs this server for yours.")
-        del self._pending[request_id]
+        if not self.store.take_pending(request_id):  # single use, across replicas: another answer came first
+            return _expired_page()
         code = self.store.create_grant_with_code(
             client_id=pending.client_id, owner=client.name, scopes=pending.scopes, resource=pending.resource,
             redirect_uri=pending.redirect_uri, redirect_given=pending.redirect_given,
@@ -340,29 +332,14 @@ class BuiltinOAuthProvider:
         return _redirect(construct_redirect_uri(pending.redirect_uri, code=code, state=pending.state))
 
     def _pending_for(self, request_id: str | None) -> Pending | None:
-        pending = self._pending.get(request_id or "")
-        if pending is None or pending.expires_at < time.time():
-            return None
-        return pending
+        raw = self.store.load_pending(request_id) if request_id else None
+        return Pending(**json.loads(raw)) if raw else None
 
     def _note_wrong_code(self, address: str) -> None:
-        if len(self._wrong_codes) >= MAX_PENDING:  # many addresses: forget those quiet for a minute
-            cutoff = time.monotonic() - 60
-            for key in [k for k, times in self._wrong_codes.items() if times[-1] < cutoff]:
-                del self._wrong_codes[key]
-        self._wrong_codes.setdefault(address, deque()).append(time.monotonic())
+        self.store.note_wrong_code(address)
 
     def _too_many_wrong_codes(self, address: str) -> bool:
-        window = self._wrong_codes.get(address)
-        if not window:
-            return False
-        cutoff = time.monotonic() - 60
-        while window and window[0] < cutoff:
-            window.popleft()
-        if not window:
-            del self._wrong_codes[address]
-            return False
-        return len(window) >= WRONG_CODES_PER_MINUTE
+        return self.store.wrong_codes_last_minute(address) >= WRONG_CODES_PER_MINUTE
 
     def _page(self, request_id: str, pending: Pending, *, error: str | None, status: int) -> HTMLResponse:
         e = html.escape

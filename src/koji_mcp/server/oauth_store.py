@@ -2,7 +2,8 @@
 
 Why the ledger: clients, grants and tokens must survive a restart (a connector that loses its
 registration or tokens at every deploy has to be set up again by hand), and the ledger is already
-a private (0600), crash-safe SQLite file with one connection and one lock. Codes and tokens are
+a private (0600), crash-safe SQLite file — or the PostgreSQL database replicas share, so a connector
+approved through one replica works on all of them. Codes and tokens are
 stored only as SHA-256 hashes, so a copy of the file lets nobody in.
 
 A *grant* is one consent: an OAuth client, the team client name whose access code approved it
@@ -19,8 +20,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from koji_mcp.interviews.database import Connection
 
+from koji_mcp.interviews.database import Connection
 from koji_mcp.interviews.ledger import Ledger
 
 ACCESS_TOKEN_SECONDS = 3600
@@ -195,6 +196,45 @@ class OAuthStore:
                 (time.time(), token_hash(token)),
             )
         return cursor.rowcount == 1
+
+    # -- consent requests in flight, wrong access codes (any replica may serve each step) ------------
+
+    def save_pending(self, request_id: str, data_json: str, expires_at: float, *, keep: int) -> None:
+        """A consent request between /authorize and the form's answer; at most `keep` are kept (oldest go)."""
+        with self._write() as db:
+            db.execute("DELETE FROM oauth_pending WHERE expires_at < ?", (time.time(),))
+            db.execute("INSERT INTO oauth_pending (request_hash, data, expires_at) VALUES (?, ?, ?)",
+                       (token_hash(request_id), data_json, expires_at))
+            db.execute("""DELETE FROM oauth_pending WHERE request_hash IN (
+                              SELECT request_hash FROM oauth_pending ORDER BY expires_at DESC LIMIT -1 OFFSET ?)"""
+                       if not self._ledger.postgres else
+                       """DELETE FROM oauth_pending WHERE request_hash IN (
+                              SELECT request_hash FROM oauth_pending ORDER BY expires_at DESC OFFSET ?)""", (keep,))
+
+    def load_pending(self, request_id: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT data FROM oauth_pending WHERE request_hash = ? AND expires_at >= ?",
+                             (token_hash(request_id), time.time())).fetchone()
+        return row["data"] if row else None
+
+    def take_pending(self, request_id: str) -> bool:
+        """Consume a consent request: True for exactly one caller, on whichever replica."""
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM oauth_pending WHERE request_hash = ? AND expires_at >= ?",
+                                (token_hash(request_id), time.time()))
+        return cursor.rowcount == 1
+
+    def note_wrong_code(self, address: str) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute("DELETE FROM oauth_wrong_codes WHERE at < ?", (now - 60,))
+            db.execute("INSERT INTO oauth_wrong_codes (address, at) VALUES (?, ?)", (address, now))
+
+    def wrong_codes_last_minute(self, address: str) -> int:
+        with self._read() as db:
+            row = db.execute("SELECT COUNT(*) FROM oauth_wrong_codes WHERE address = ? AND at >= ?",
+                             (address, time.time() - 60)).fetchone()
+        return int(row[0])
 
     def revoke_grant(self, grant_id: str) -> None:
         with self._write() as db:
