@@ -76,6 +76,7 @@ async def open_services(
         stack.push_async_callback(koji.aclose)
         if isinstance(ledger.db, PostgresDatabase):  # replicas share one schedule per key: one Koji rate limit
             koji.pacer.store = DatabasePaceStore(ledger.db, koji.key_id)
+            logger.info("ledger, batch jobs, OAuth state and Koji pacing in PostgreSQL at %s", ledger.path)
         services = Services(settings=settings, koji=koji, ledger=ledger)
         yield services
 
