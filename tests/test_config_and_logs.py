@@ -141,18 +141,23 @@ def test_retry_after_prefers_header_then_reset() -> None:
     assert (tracker.snapshot.limit, tracker.snapshot.remaining, tracker.snapshot.reset_at) == (60, 47, 1060.0)
 
 
-def test_pacer_spreads_requests_and_respects_the_window() -> None:
-    from koji_mcp.koji.ratelimit import Pacer, WaitTooLong
+@pytest.mark.parametrize("limit", [60, 600])
+def test_pacer_spreads_requests_and_respects_the_window(limit: int) -> None:
+    """A tenth of the limit at once, then even spacing; no window of Koji's ever holds more than the limit.
+    Up to 120/window a log of sends caps each window; beyond, the spacing alone does (window / (limit - burst))."""
+    from koji_mcp.koji.ratelimit import LOGGED_LIMIT, Pacer, WaitTooLong
 
     now = [1000.0]
     tracker = RateLimitTracker(clock=lambda: now[0])
     pacer = Pacer(tracker, clock=lambda: now[0], window=60.0)
-    tracker.observe({"x-ratelimit-limit": "600", "x-ratelimit-remaining": "600", "x-ratelimit-reset": "1060"})
-    waits = [pacer.reserve(max_wait=1e9) for _ in range(600)]
-    assert waits[:60] == pytest.approx([0.0] * 60, abs=1e-9)  # a tenth of the limit may go at once
-    assert waits[60] == pytest.approx(0.1) and waits[61] == pytest.approx(0.2)  # then limit/window
-    # the 601st within the same window waits for the first to leave the window (plus slack)
-    assert pacer.reserve(max_wait=1e9) == pytest.approx(60.4)
+    tracker.observe({"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(limit), "x-ratelimit-reset": "1060"})
+    burst = limit // 10
+    at = [pacer.reserve(max_wait=1e9) for _ in range(3 * limit)]  # the clock stands still: waits are send times
+    spacing = 60.0 / limit if limit <= LOGGED_LIMIT else 60.0 / (limit - burst)
+    assert at[:burst] == pytest.approx([0.0] * burst, abs=1e-9)  # a tenth of the limit may go at once
+    assert at[burst] == pytest.approx(spacing) and at[burst + 1] == pytest.approx(2 * spacing)  # then evenly
+    busiest = max(sum(1 for t in at if start <= t < start + 60.0) for start in at)
+    assert limit - burst <= busiest <= limit
     with pytest.raises(WaitTooLong):
         pacer.reserve(max_wait=10)
 

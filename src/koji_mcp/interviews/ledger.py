@@ -17,6 +17,7 @@ they were started on, so a sandbox session never shows up next to real interview
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from koji_mcp.config import MEMORY_STATE_DIR, ConfigError
 from koji_mcp.interviews.database import (
@@ -44,6 +47,8 @@ from koji_mcp.interviews.database import (
 from koji_mcp.text import clean_koji_text
 
 __all__ = ["LedgerSchemaError", "StorageError"]  # defined with the engines, raised through the ledger
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +364,15 @@ class Ledger:
     def readiness(self) -> str | None:
         """None when the ledger's database is reachable and migrated; else one line saying why not."""
         return self.db.readiness()
+
+    async def run(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`call(*args, **kwargs)` (a ledger write) without holding up the event loop while PostgreSQL answers
+        across the network: in a worker thread, shielded, so it runs to the end even if the caller is
+        cancelled (what Koji did is recorded; a reservation is never left half made). SQLite answers in microseconds: inline."""
+        if not self.postgres:
+            return call(*args, **kwargs)
+        with anyio.CancelScope(shield=True):  # a start Koji answered is recorded even if its caller went away
+            return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
     def _tx(self) -> Any:
         """One write transaction (the engine's failures come out as StorageError); writes take turns."""

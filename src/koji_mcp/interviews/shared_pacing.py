@@ -23,6 +23,8 @@ _CLOCK = "extract(epoch from clock_timestamp())::float8"
 class DatabasePaceStore:
     """A PaceStore (koji/ratelimit.py) on PostgreSQL: each update is one transaction holding the key's row lock."""
 
+    blocking = True  # Pacer.claim asks it from a worker thread
+
     def __init__(self, db: PostgresDatabase, key_id: str) -> None:
         self._db = db
         self.key_id = key_id

@@ -51,8 +51,8 @@ async def start_one(
     """Start one interview; with `skip_known`, skip an external_id the ledger already has."""
     person = request.respondent or Respondent()
     try:
-        reserved = services.ledger.reserve(
-            owner=owner, external_id=person.external_id, display_name=person.display_name,
+        reserved = await services.ledger.run(
+            services.ledger.reserve, owner=owner, external_id=person.external_id, display_name=person.display_name,
             metadata=person.metadata, mode=request.mode, locale=request.locale, unless_known=skip_known,
             on_reserved=on_reserved,
         )
@@ -65,8 +65,8 @@ async def start_one(
         started = await services.koji.start_interview(request, max_wait=max_wait)
     except KojiError as exc:
         if exc.outcome == "unknown":
-            return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, exc.message), error=exc)
-        best_effort(services.ledger.release, seq)
+            return StartOutcome("unknown", interview_id=await _mark_unknown(services, seq, exc.message), error=exc)
+        await services.ledger.run(best_effort, services.ledger.release, seq)
         return StartOutcome("failed", error=exc)
     except anyio.get_cancelled_exc_class():
         # Cancelled while pacing or waiting out a 429: nothing was sent (a send itself is shielded).
@@ -75,16 +75,16 @@ async def start_one(
     except Exception as exc:  # anything unforeseen after sending: the outcome is unknown, say so
         logger.exception("unexpected error while starting an interview")
         error = KojiProtocolError(f"unexpected {type(exc).__name__} while talking to Koji")
-        return StartOutcome("unknown", interview_id=_mark_unknown(services, seq, error.message), error=error)
-    saved = best_effort(services.ledger.confirm, seq, interview_id=started.interview_id,
-                      session_token=started.session_token, initial_message=started.initial_message)
+        return StartOutcome("unknown", interview_id=await _mark_unknown(services, seq, error.message), error=error)
+    saved = await services.ledger.run(best_effort, services.ledger.confirm, seq, interview_id=started.interview_id,
+                                      session_token=started.session_token, initial_message=started.initial_message)
     return StartOutcome("started", started.interview_id, started.initial_message, saved=saved,
                         question=started.question)
 
 
-def _mark_unknown(services: Services, seq: int, note: str) -> str:
+async def _mark_unknown(services: Services, seq: int, note: str) -> str:
     try:
-        return services.ledger.mark_unknown(seq, note)
+        return await services.ledger.run(services.ledger.mark_unknown, seq, note)
     except Exception:
         logger.exception("could not record an unknown start in the ledger")
         return f"pending row {seq} (status 'starting')"

@@ -301,7 +301,7 @@ class KojiClient:
         connect_tries = rate_tries = server_tries = 0
         while True:
             try:
-                pause = self.pacer.reserve(wait_cap)
+                pause = await self.pacer.claim(wait_cap)
             except WaitTooLong as exc:
                 raise KojiRateLimited(
                     "rate_limited",

@@ -13,10 +13,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, TypeVar
+
+import anyio
 from email.utils import parsedate_to_datetime
 
 MAX_RESET_WAIT = 120.0  # never trust a reset further away than two windows
-SHARED_LOG = 1_000  # sends a shared (database) schedule remembers
+LOGGED_LIMIT = 120  # up to this limit per window, each send is logged and the log caps a window at the limit
 
 
 @dataclass
@@ -102,9 +104,7 @@ class PaceState:
     limit: int | None = None  # Koji's X-RateLimit-Limit, as last seen by any sender of this key
 
     def to_json(self) -> str:
-        # a shared log keeps the last SHARED_LOG sends: Koji's 60/min fits many times over; past that the
-        # GCRA spacing alone bounds a window (to limit plus a tenth)
-        data = {**asdict(self), "sent": list(self.sent)[-SHARED_LOG:]}
+        data = {**asdict(self), "sent": [round(stamp, 4) for stamp in self.sent]}  # at most LOGGED_LIMIT
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -145,6 +145,13 @@ class MemoryPaceStore:
         return self._state, self._clock()
 
 
+def _spacing(window: float, limit: int, burst: int) -> float:
+    """Seconds between sends. Up to LOGGED_LIMIT the send log caps each window at the limit; beyond it (a
+    log that size would make a shared schedule slow to read and write) the spacing alone must: a burst b
+    plus one send per interval T fits the limit in any window when T = window / (limit - b)."""
+    return window / limit if limit <= LOGGED_LIMIT else window / max(limit - burst, 1)
+
+
 class Pacer:
     """Client-side pacing shared by every request of one server (single calls and batches alike), or
     of all replicas sharing one database (see PaceStore).
@@ -169,13 +176,20 @@ class Pacer:
         """Claim the next send slot; returns how long to sleep first."""
         return self.store.update(lambda state, now: self._reserve(state, now, max_wait))
 
+    async def claim(self, max_wait: float) -> float:
+        """`reserve` from async code: a store across the network (`blocking`) is asked from a worker thread,
+        so the event loop keeps serving meanwhile; the in-memory one inline (no await: safe under concurrency)."""
+        if not getattr(self.store, "blocking", False):
+            return self.reserve(max_wait)
+        return await anyio.to_thread.run_sync(self.reserve, max_wait)
+
     def _reserve(self, state: PaceState, now: float, max_wait: float) -> float:
         known = state.limit = state.limit or self._tracker.snapshot.limit  # shared once any sender knows it
         limit = max(known or DEFAULT_LIMIT, 1)
-        interval = self.window / limit
         # Until Koji's headers tell the real limit, allow the documented limit as one burst (the
         # window log still caps it); once known, spread requests and keep a tenth as burst.
         burst = max(1, limit // 10) if known else DEFAULT_LIMIT
+        interval = _spacing(self.window, limit, burst)
         bucket_at = state.bucket_at
         if bucket_at is not None and state.interval and interval != state.interval:
             # The real limit became known (or changed): rescale the debt built up at the old pace.
@@ -187,16 +201,19 @@ class Pacer:
         # window), ~1 ms a call at a few hundred calls/s against a generous limit).
         while sent and sent[0] <= now - self.window:
             sent.popleft()
-        if len(sent) >= limit:
+        if limit <= LOGGED_LIMIT and len(sent) >= limit:
             # Koji's window starts when a request *arrives*: leave a little slack for transit and jitter.
             at = max(at, sent[-limit] + self.window + 0.1 + 0.005 * self.window)
         wait = max(0.0, at - now)
         if wait > max_wait:
             raise WaitTooLong(wait, limit)
         state.bucket_at, state.interval = max(tat, at) + interval, interval
-        sent.append(at)
-        while len(sent) > limit:
-            sent.popleft()
+        if limit <= LOGGED_LIMIT:
+            sent.append(at)
+            while len(sent) > limit:
+                sent.popleft()
+        else:
+            sent.clear()
         return wait
 
     def estimate(self, count: int) -> float:
@@ -206,8 +223,8 @@ class Pacer:
         state, now = self.store.peek()
         known = state.limit or self._tracker.snapshot.limit
         limit = max(known or DEFAULT_LIMIT, 1)
-        interval = self.window / limit
         burst = max(1, limit // 10) if known else DEFAULT_LIMIT
+        interval = _spacing(self.window, limit, burst)
         tat = max(state.bucket_at or now, now, state.blocked_until)
         free_now = max(0, burst - int((tat - now) / interval))
         start = max(now, state.blocked_until)
