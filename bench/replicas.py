@@ -10,9 +10,10 @@ under a millisecond a start, so a slow upstream cannot hide the server's cost):
 Two calls: start_interview (a write: reserve + confirm in the ledger, a pacer update on PostgreSQL,
 one POST upstream) and list_interviews (limit 10: a read, ledger only, no upstream). The four
 (backend, call) blocks run interleaved, the order rotating each round, after a warm-up. Reported: the
-medians, the PostgreSQL − SQLite difference (median of per-round differences) and the ratio, and the
-PostgreSQL transactions each call costs (pg_stat_database.xact_commit over a separate run of calls;
-autocommit reads count as one each).
+medians, the PostgreSQL − SQLite difference (median of per-round differences) and the ratio; then what
+PostgreSQL executes per call (log_statement=all, switched on by a reload for a separate run of calls),
+and, in this process without MCP, where the difference goes: the ledger's writes per start on each
+backend, a bare round trip, and one reservation of the shared pacer at several Koji limits.
 
 Part 2, batch throughput with 1 vs 2 replicas. A fresh `koji-mcp sandbox --rate-limit LIMIT` process
 and a fresh database per run; replicas are `koji-mcp serve --transport streamable-http --stateless`,
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -187,8 +189,58 @@ async def overhead(base_url: str, pg: PostgresCluster, dbname: str, admin: Any, 
     return times, statements, pacer_bytes
 
 
+def in_process(pg_url: str, state_dir: str, n: int) -> dict[str, float]:
+    """Median µs, in this process (no MCP, no upstream): one start's ledger writes (reserve + confirm) on
+    each backend, a bare PostgreSQL round trip, and one pacer reservation in the shared (PostgreSQL) store
+    at several limits (its send log holds up to `limit` entries) and in the in-memory store."""
+    from koji_mcp.interviews.ledger import Ledger
+    from koji_mcp.interviews.shared_pacing import DatabasePaceStore
+    from koji_mcp.koji.ratelimit import Pacer, RateLimitTracker
+
+    def median_us(action: Callable[[int], object], count: int) -> float:
+        laps = []
+        for i in range(count):
+            began = time.perf_counter_ns()
+            action(i)
+            laps.append((time.perf_counter_ns() - began) / 1e3)
+        return statistics.median(laps)
+
+    out: dict[str, float] = {}
+    ledgers = {"SQLite": Ledger.open(state_dir, "http://bench"),
+               "PostgreSQL": Ledger.open(state_dir, "http://bench", database_url=pg_url)}
+    try:
+        ids = itertools.count()
+        for label, ledger in ledgers.items():
+            def start(_: int, ledger: Any = ledger) -> None:
+                seq = ledger.reserve(display_name="Bench Person", mode="text", locale="en")
+                ledger.confirm(seq, interview_id=f"iv_micro{next(ids)}", session_token="st_x", initial_message="Hi!")
+            median_us(start, 50)
+            out[f"ledger {label}"] = median_us(start, n)
+        db = ledgers["PostgreSQL"].db
+
+        def select_1(_: int) -> None:
+            with db.read() as conn:
+                conn.execute("SELECT 1").fetchone()
+        out["round trip"] = median_us(select_1, n)
+        for limit in (60, 600, 1000):
+            store = DatabasePaceStore(db, f"bench-{limit}")  # type: ignore[arg-type]
+            store.update(lambda state, _now, limit=limit: setattr(state, "limit", limit))
+            pacer = Pacer(RateLimitTracker(), store=store)
+            median_us(lambda _: pacer.reserve(10**9), limit)  # fill its send log: `limit` entries from here on
+            out[f"pacer {limit}"] = median_us(lambda _: pacer.reserve(10**9), n)
+        memory = Pacer(RateLimitTracker())
+        memory.store.update(lambda state, _now: setattr(state, "limit", 1000))
+        median_us(lambda _: memory.reserve(10**9), 1000)
+        out["pacer memory"] = median_us(lambda _: memory.reserve(10**9), n)
+    finally:
+        for ledger in ledgers.values():
+            ledger.close()
+    return out
+
+
 def overhead_report(times: dict[tuple[str, str], list[list[float]]], statements: dict[str, Counter[str]],
-                    pacer_bytes: int, rounds: int, block: int, count_calls: int, pg_version: str) -> str:
+                    pacer_bytes: int, micro: dict[str, float], rounds: int, block: int, count_calls: int,
+                    pg_version: str) -> str:
     lines = [
         heading("Ledger on PostgreSQL vs SQLite: per-call overhead (stdio, fast upstream)"),
         f"{rounds} interleaved rounds × {block} sequential calls per (backend, call) ({rounds * block} each), one "
@@ -224,6 +276,14 @@ def overhead_report(times: dict[tuple[str, str], list[list[float]]], statements:
               "else, and they grow with the network distance to the database (here loopback). The pacer row "
               f"(PaceState JSON, its send log of the last 60 s, up to 1000 entries) was {pacer_bytes} bytes at the "
               "end of the timing: it is read, parsed, serialized and written back on every start."]
+    if micro:
+        lines += ["", "Where the difference goes, measured in this process (no MCP, no upstream; medians): one start's "
+                  f"ledger writes (reserve + confirm) {micro['ledger SQLite']:.0f} µs on SQLite, "
+                  f"{micro['ledger PostgreSQL']:.0f} µs on PostgreSQL; a bare PostgreSQL round trip (`SELECT 1` from "
+                  f"the pool) {micro['round trip']:.0f} µs; one pacer reservation in the shared PostgreSQL row "
+                  f"{micro['pacer 60']:.0f} µs at Koji's 60/min (60 sends in its log), {micro['pacer 600']:.0f} µs at "
+                  f"600/min, {micro['pacer 1000']:.0f} µs at 1000/min and above (the log's cap), against "
+                  f"{micro['pacer memory']:.0f} µs in memory (SQLite deployments, one process)."]
     return "\n".join(lines)
 
 
@@ -381,7 +441,7 @@ def replicas_report(runs: list[dict[str, Any]], n: int, limit: int) -> tuple[str
         lines.append(f"With {n} ≤ {limit} starts Koji's 60 s window cannot be exceeded whatever the pacing, so 0 × 429 "
                      "here is necessary, not sufficient: the wall-time ratio is what shows one shared schedule (two "
                      f"replicas pacing apart would each burst {limit // 10} and finish in well under half the time). "
-                     "`python bench/replicas.py --part replicas --limit 120 -n 200` (~100 s a run) takes the batch "
+                     "`python bench/replicas.py --part replicas --limit 120 -n 200` (~95 s a run) takes the batch "
                      "past Koji's window.")
     for r in runs:
         counts = [f.get("counts") for f in r["finals"]]
@@ -416,7 +476,8 @@ def main() -> int:
             with fast_koji_process() as fast_url, psycopg.connect(pg.url, autocommit=True) as admin:
                 times, statements, pacer_bytes = anyio.run(overhead, fast_url, pg, "overhead", admin, logdir,
                                                            args.rounds, args.block, args.warmup, args.count_calls)
-            text = overhead_report(times, statements, pacer_bytes, args.rounds, args.block, args.count_calls,
+            micro = in_process(pg.new_database("micro"), str(logdir / "state-micro"), 300) if args.count_calls else {}
+            text = overhead_report(times, statements, pacer_bytes, micro, args.rounds, args.block, args.count_calls,
                                    pg.version)
             print(text, flush=True)
             texts.append(text)
