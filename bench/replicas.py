@@ -189,53 +189,57 @@ async def overhead(base_url: str, pg: PostgresCluster, dbname: str, admin: Any, 
     return times, statements, pacer_bytes
 
 
-def in_process(pg_url: str, state_dir: str, n: int) -> dict[str, float]:
-    """Median µs, in this process (no MCP, no upstream): one start's ledger writes (reserve + confirm) on
-    each backend, a bare PostgreSQL round trip, and one pacer reservation in the shared (PostgreSQL) store
-    at several limits (its send log holds up to `limit` entries) and in the in-memory store."""
+def in_process(pg_url: str, state_dir: str, n: int, rounds: int = 10) -> dict[str, float]:
+    """Median µs, in this process (no MCP, no upstream), interleaved in `rounds` rounds: one start's ledger
+    writes (reserve + confirm) on each backend, a bare PostgreSQL round trip, and one pacer reservation in the
+    shared (PostgreSQL) store at several limits (its send log holds `limit` entries) and in memory."""
     from koji_mcp.interviews.ledger import Ledger
     from koji_mcp.interviews.shared_pacing import DatabasePaceStore
     from koji_mcp.koji.ratelimit import Pacer, RateLimitTracker
 
-    def median_us(action: Callable[[int], object], count: int) -> float:
-        laps = []
-        for i in range(count):
-            began = time.perf_counter_ns()
-            action(i)
-            laps.append((time.perf_counter_ns() - began) / 1e3)
-        return statistics.median(laps)
-
-    out: dict[str, float] = {}
     ledgers = {"SQLite": Ledger.open(state_dir, "http://bench"),
                "PostgreSQL": Ledger.open(state_dir, "http://bench", database_url=pg_url)}
     try:
         ids = itertools.count()
+        run = secrets.token_hex(4)  # ids unique even in a ledger kept from an earlier run
+        actions: dict[str, Callable[[], object]] = {}
         for label, ledger in ledgers.items():
-            def start(_: int, ledger: Any = ledger) -> None:
+            def start(ledger: Any = ledger) -> None:
                 seq = ledger.reserve(display_name="Bench Person", mode="text", locale="en")
-                ledger.confirm(seq, interview_id=f"iv_micro{next(ids)}", session_token="st_x", initial_message="Hi!")
-            median_us(start, 50)
-            out[f"ledger {label}"] = median_us(start, n)
+                ledger.confirm(seq, interview_id=f"iv_micro{run}_{next(ids)}", session_token="st_x", initial_message="Hi!")
+            actions[f"ledger {label}"] = start
         db = ledgers["PostgreSQL"].db
 
-        def select_1(_: int) -> None:
+        def select_1() -> None:
             with db.read() as conn:
                 conn.execute("SELECT 1").fetchone()
-        out["round trip"] = median_us(select_1, n)
-        for limit in (60, 600, 1000):
-            store = DatabasePaceStore(db, f"bench-{limit}")  # type: ignore[arg-type]
-            store.update(lambda state, _now, limit=limit: setattr(state, "limit", limit))
-            pacer = Pacer(RateLimitTracker(), store=store)
-            median_us(lambda _: pacer.reserve(10**9), limit)  # fill its send log: `limit` entries from here on
-            out[f"pacer {limit}"] = median_us(lambda _: pacer.reserve(10**9), n)
-        memory = Pacer(RateLimitTracker())
-        memory.store.update(lambda state, _now: setattr(state, "limit", 1000))
-        median_us(lambda _: memory.reserve(10**9), 1000)
-        out["pacer memory"] = median_us(lambda _: memory.reserve(10**9), n)
+        actions["round trip"] = select_1
+        pacers = {f"pacer {limit}": Pacer(RateLimitTracker(), store=DatabasePaceStore(db, f"bench-{limit}"))  # type: ignore[arg-type]
+                  for limit in (60, 600, 1000)}
+        pacers["pacer memory"] = Pacer(RateLimitTracker())
+        for name, pacer in pacers.items():
+            limit = 1000 if name == "pacer memory" else int(name.split()[1])
+            pacer.store.update(lambda state, _now, limit=limit: setattr(state, "limit", limit))
+            for _ in range(limit):  # fill its send log: `limit` entries from here on
+                pacer.reserve(10**9)
+            actions[name] = lambda pacer=pacer: pacer.reserve(10**9)
+        for action in actions.values():  # warm-up
+            for _ in range(20):
+                action()
+        laps: dict[str, list[float]] = {name: [] for name in actions}
+        names = list(actions)
+        for round_no in range(rounds):
+            shift = round_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                action = actions[name]
+                for _ in range(max(1, n // rounds)):
+                    began = time.perf_counter_ns()
+                    action()
+                    laps[name].append((time.perf_counter_ns() - began) / 1e3)
     finally:
         for ledger in ledgers.values():
             ledger.close()
-    return out
+    return {name: statistics.median(values) for name, values in laps.items()}
 
 
 def overhead_report(times: dict[tuple[str, str], list[list[float]]], statements: dict[str, Counter[str]],
@@ -275,9 +279,11 @@ def overhead_report(times: dict[tuple[str, str], list[list[float]]], statements:
               "event loop, as SQLite's do: a call's round trips are time in which the process serves nothing "
               "else, and they grow with the network distance to the database (here loopback). The pacer row "
               f"(PaceState JSON, its send log of the last 60 s, up to 1000 entries) was {pacer_bytes} bytes at the "
-              "end of the timing: it is read, parsed, serialized and written back on every start."]
+              "end of the timing (the fast fake Koji announces a limit of 10^9, so the log keeps every start of the last "
+              "60 s; at Koji's 60/min it keeps at most 60): it is read, parsed, serialized and written back, whole, "
+              "on every start."]
     if micro:
-        lines += ["", "Where the difference goes, measured in this process (no MCP, no upstream; medians): one start's "
+        lines += ["", "Where the difference goes, measured in this process (no MCP, no upstream; medians of interleaved blocks): one start's "
                   f"ledger writes (reserve + confirm) {micro['ledger SQLite']:.0f} µs on SQLite, "
                   f"{micro['ledger PostgreSQL']:.0f} µs on PostgreSQL; a bare PostgreSQL round trip (`SELECT 1` from "
                   f"the pool) {micro['round trip']:.0f} µs; one pacer reservation in the shared PostgreSQL row "
