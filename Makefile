@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help venv demo demo-app test test-postgres browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory conformance load clean
+.PHONY: help venv demo demo-app test test-postgres browser package sandbox serve bench bench-batch bench-startup bench-calls bench-memory bench-replicas conformance load clean
 
 help:
 	@echo "make demo     run a full interview through a real MCP client on the local sandbox"
@@ -16,6 +16,7 @@ help:
 	@echo "make sandbox  run the local Koji sandbox on http://127.0.0.1:8787"
 	@echo "make serve    run koji-mcp over streamable HTTP on the in-process sandbox"
 	@echo "make bench    run the benchmarks (bench/) and append to bench/RESULTS.md"
+	@echo "make bench-replicas  the ledger on PostgreSQL vs SQLite (ms per call), then 1 vs 2 replicas on one database (throwaway cluster)"
 	@echo "make conformance  run the MCP conformance suite against koji-mcp over streamable HTTP"
 	@echo "make load     koji-mcp vs a thin forwarder over HTTP (calls/s), then a 50-client leak check"
 	@echo "make clean    remove the virtualenv and caches"
@@ -37,16 +38,22 @@ demo-app: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The tests marked `postgres` (the ledger on PostgreSQL, the harness itself) on a throwaway cluster that
-# tests/pgcluster.py starts with initdb + pg_ctl (as the postgres user when root). Installs Debian's
-# PostgreSQL server (apt, as root or via sudo) only when no initdb is on PATH or in /usr/lib/postgresql/*/bin;
-# a cluster that cannot start fails the run, never skips.
-test-postgres: $(STAMP)
+# Debian's PostgreSQL server binaries (apt, as root or via sudo) when no initdb is on PATH or in
+# /usr/lib/postgresql/*/bin: test-postgres and bench-replicas start throwaway clusters with them.
+define ENSURE_INITDB
 	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		echo "no initdb found: installing Debian's postgresql (server binaries)"; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
 	fi
+endef
+
+# The tests marked `postgres` (the ledger on PostgreSQL, the harness itself) on a throwaway cluster that
+# tests/pgcluster.py starts with initdb + pg_ctl (as the postgres user when root). Installs Debian's
+# PostgreSQL server (apt, as root or via sudo) only when no initdb is on PATH or in /usr/lib/postgresql/*/bin;
+# a cluster that cannot start fails the run, never skips.
+test-postgres: $(STAMP)
+	$(ENSURE_INITDB)
 	KOJI_MCP_TEST_POSTGRES=1 $(BIN)/python -m pytest -q -m postgres
 
 # The consent page and the interview view (MCP App) in real headless Chromium. Installs Debian's chromium
@@ -84,7 +91,7 @@ serve: $(STAMP)
 
 # -k: every benchmark runs and reports even when an earlier one misses its goal (exit 1)
 bench:
-	$(MAKE) -k bench-startup bench-calls bench-memory bench-batch
+	$(MAKE) -k bench-startup bench-calls bench-memory bench-batch bench-replicas
 
 bench-startup: $(STAMP)
 	$(BIN)/python bench/startup.py --write
@@ -97,6 +104,12 @@ bench-memory: $(STAMP)
 
 bench-batch: $(STAMP)
 	$(BIN)/python bench/batch.py --write
+
+# The ledger on PostgreSQL (a throwaway cluster, tests/pgcluster.py; installs Debian's postgresql when no
+# initdb, as test-postgres does): ms per call beside SQLite, then 1 vs 2 stateless replicas on one database.
+bench-replicas: $(STAMP)
+	$(ENSURE_INITDB)
+	$(BIN)/python bench/replicas.py --write
 
 conformance: $(STAMP)
 	bash bench/conformance.sh
