@@ -179,6 +179,8 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "koji_mcp.koji.replies": ("test_lifecycle.py",),
     "koji_mcp.interviews": ("test_ledger.py",),
     "koji_mcp.interviews.ledger": ("test_ledger.py",),
+    "koji_mcp.interviews.database": ("test_ledger.py", "e2e/test_replicas.py"),
+    "koji_mcp.interviews.shared_pacing": ("e2e/test_replicas.py",),
     "koji_mcp.interviews.start_once": ("test_start_once.py", "test_start_errors.py"),
     "koji_mcp.interviews.batches": ("test_batch.py",),
     "koji_mcp.interviews.views": ("test_lifecycle.py", "test_fuzz.py"),

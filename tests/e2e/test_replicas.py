@@ -202,7 +202,24 @@ async def test_a_start_through_one_replica_is_read_through_the_other(pg_replicas
 
 @pytest.mark.parametrize("background", [False, True], ids=["in-the-call", "as-jobs"])
 async def test_overlapping_batches_for_the_same_100_people_start_each_once(pg_replicas, sandbox, background) -> None:
-    prefix = f"overlap-{'job' if background else 'call'}-"
+    await overlapping_batches(pg_replicas.ports, sandbox, background, f"overlap-{'job' if background else 'call'}-")
+
+
+@pytest.mark.xfail(strict=True, reason="product bug: a person whose start is in flight on the other replica is "
+                   "reported `unknown` (\"check Koji, then settle it with ledger resolve\"), for good in a job, though "
+                   "the other replica starts them a moment later; expected `skipped` (already invited)")
+async def test_the_replica_that_lost_the_race_reports_skipped_not_unknown(pg_replicas, sandbox) -> None:
+    by_person = await overlapping_batches(pg_replicas.ports, sandbox, True, "race-")
+    losers = Counter(pair[1]["outcome"] for pair in by_person.values())
+    assert losers == Counter({"skipped": 100}), losers
+
+
+async def overlapping_batches(ports: list[int], sandbox: SandboxHandle, background: bool,
+                              prefix: str) -> dict[str, list[dict[str, Any]]]:
+    """The same 100 people sent to both replicas at once (a client each, released together): each started
+    exactly once at the sandbox, and per person one replica's outcome is `started`, the other's a refusal
+    (`skipped`, or `unknown` while the winner's start was on the wire). Returns both outcomes per person,
+    the `started` one first."""
     people = [{"external_id": f"{prefix}{i}", "display_name": f"Person {i}"} for i in range(100)]
     results: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     go = anyio.Event()
@@ -227,33 +244,33 @@ async def test_overlapping_batches_for_the_same_100_people_start_each_once(pg_re
                 results[port] = result.structured_content, result.structured_content["outcomes"]
 
     async with anyio.create_task_group() as tg:
-        for port in pg_replicas.ports:
+        for port in ports:
             tg.start_soon(send, port)
         await anyio.sleep(0.5)
         go.set()
 
     # at Koji: each of the 100 started exactly once, and no start request was sent twice
     sent = starts_per_external_id(sandbox, prefix)
-    assert sent == Counter({f"{prefix}{i}": 1 for i in range(100)} | {f"{prefix}warm-{p}": 1 for p in pg_replicas.ports})
+    assert sent == Counter({f"{prefix}{i}": 1 for i in range(100)} | {f"{prefix}warm-{p}": 1 for p in ports})
     koji = interviews_per_external_id(sandbox, prefix)
     assert all(len(ids) == 1 for ids in koji.values()) and len(koji) == 102
     assert statuses(sandbox)[429] == 0
 
     # the two results account for every person: started by one replica, refused as known by the other
     by_person: dict[str, list[dict[str, Any]]] = {}
-    for port in pg_replicas.ports:
+    for port in ports:
         outcomes = results[port][1]
         assert sorted(o["row"] for o in outcomes) == list(range(1, 101))
         for outcome in outcomes:
             by_person.setdefault(outcome["external_id"], []).append(outcome)
     assert sorted(by_person) == sorted(p["external_id"] for p in people)
-    kinds: Counter[tuple[str, ...]] = Counter()
+    kinds: Counter[str] = Counter()
     for external_id, pair in by_person.items():
         pair.sort(key=lambda o: o["outcome"] != "started")
         started, other = pair
         assert started["outcome"] == "started", pair
         assert started["interview_id"] == koji[external_id][0]
-        kinds[(other["outcome"],)] += 1
+        kinds[other["outcome"]] += 1
         if other["outcome"] == "skipped":  # the ledger row was confirmed: same interview, "already invited"
             assert other["interview_id"] == started["interview_id"], pair
             assert "already invited" in (other.get("message") or other.get("error") or ""), pair
@@ -261,12 +278,13 @@ async def test_overlapping_batches_for_the_same_100_people_start_each_once(pg_re
             assert other["outcome"] == "unknown", pair
             text = other.get("message") or other.get("error") or ""
             assert "an earlier start is in flight" in text, pair
-    counts = [results[port][0]["counts"] for port in pg_replicas.ports]
+    counts = [results[port][0]["counts"] for port in ports]
     assert sum(c["started"] for c in counts) == 100
     assert sum(c["skipped"] + c["unknown"] for c in counts) == 100
     assert sum(c["failed"] for c in counts) == 0
     print(f"overlap ({'jobs' if background else 'in the call'}): started per replica "
           f"{[c['started'] for c in counts]}, the other outcome {dict(kinds)}")
+    return by_person
 
 
 # -- 3. SIGKILL mid-job ------------------------------------------------------------------------------------
@@ -409,6 +427,9 @@ async def test_two_replicas_keep_together_within_60_starts_a_minute(postgres_clu
     # the sandbox's own clock: the 61st start at least a window after the first (ms timestamps, truncated)
     assert created[60] - created[0] >= 60.0 - 0.002, created[60] - created[0]
     assert elapsed >= 60.0, elapsed
+    # and no slower than one server alone: the pacer spreads a known limit at 1 s a start after a short burst,
+    # so 120 starts take about two minutes whether one replica sends them or two share the schedule
+    assert elapsed <= 2 * per_replica + 30, elapsed
     print(f"120 starts through 2 replicas against 60/min: {elapsed:.1f} s, first-to-61st start "
           f"{created[60] - created[0]:.2f} s, statuses {dict(all_statuses)}")
 
@@ -440,7 +461,10 @@ async def test_a_replica_without_its_database_is_alive_not_ready_and_sends_nothi
         async with direct(port) as client:
             started = await client.call_tool("start_interview", {"respondent": {"external_id": "no-db"}})
             batch = await client.call_tool("start_interviews", {"respondents": [{"external_id": "no-db-2"}]})
+        print(f"start_interview: {started.content[0].text!r}\nstart_interviews: {batch.content[0].text!r}")
         assert started.is_error and "Nothing was sent to Koji." in started.content[0].text, started.content[0].text
+        for text in (started.content[0].text, batch.content[0].text):  # the advice fits a ledger on PostgreSQL
+            assert "Check the ledger database (KOJI_MCP_DATABASE_URL" in text and "KOJI_MCP_STATE_DIR" not in text
         assert password not in started.content[0].text
         assert batch.is_error or batch.structured_content["counts"]["started"] == 0
         assert "nothing was sent" in batch.content[0].text.lower(), batch.content[0].text
@@ -451,3 +475,6 @@ async def test_a_replica_without_its_database_is_alive_not_ready_and_sends_nothi
     finally:
         replicas.stop_all()
     replicas.check_output()
+    err = (tmp_path / f"{port}.err").read_text()  # the log names the database (its password never: check_output)
+    assert f"@127.0.0.1:{port_db}/koji is not ready" in err
+    assert "Traceback" not in err  # an unreachable database is a state /readyz reports, not a crash to log

@@ -120,10 +120,11 @@ def next_step(exc: KojiAPIError, tool: str) -> str:
 def error_result(exc: KojiError | StorageError, tool: str) -> CallToolResult:
     """An upstream or storage failure as an `isError` result (StrictTool.run, the one boundary, calls it)."""
     if isinstance(exc, StorageError):
-        text = (
-            f"{exc.message[:1].upper()}{exc.message[1:]}.\n{OUTCOME_TEXT['not_sent']} Check the state "
-            f"directory (KOJI_MCP_STATE_DIR: disk space, permissions), then call {tool} again."
-        )
+        # the ledger on PostgreSQL (database.py's messages say "the ledger database"), else SQLite in the state dir
+        check = ("the ledger database (KOJI_MCP_DATABASE_URL: that the server is up and reachable from here, and "
+                 "the credentials)" if exc.message.startswith("the ledger database") else
+                 "the state directory (KOJI_MCP_STATE_DIR: disk space, permissions)")
+        text = f"{exc.message[:1].upper()}{exc.message[1:]}.\n{OUTCOME_TEXT['not_sent']} Check {check}, then call {tool} again."
     elif isinstance(exc, KojiRateLimited):
         text = (
             f"Koji rate limit reached (HTTP 429 {one_line(exc.code, 80)}): {one_line(exc.message, 1_000)}\n"
