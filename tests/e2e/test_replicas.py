@@ -305,6 +305,11 @@ async def test_a_replica_killed_mid_job_the_other_finishes_it_without_duplicates
     gone (same host), or -- when A ran under another hostname, so its pid means nothing here -- only once A's
     lease has expired. Nobody is started twice; starts in flight at the kill end `unknown`, never resent."""
     total, prefix = 40, "kill-"
+    if far:  # a UTS namespace needs root (or CAP_SYS_ADMIN): say so rather than skip
+        probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.fail(f"`unshare --uts` cannot run here ({probe.stderr.strip() or probe.returncode}): this variant "
+                        "gives the killed replica another hostname; run the PostgreSQL tests as root", pytrace=False)
     people = [{"external_id": f"{prefix}{i}"} for i in range(total)]
     with SandboxServer(SandboxConfig(rate_limit=120, analysis_delay=0.2)) as server:
         sandbox = SandboxHandle(server)
