@@ -15,7 +15,7 @@ import json
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -63,13 +63,20 @@ class RoundRobin(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def start_replica(port: int, state: Path, base_url: str, logs: Path, stateless: bool = True) -> subprocess.Popen:
-    """`serve --stateless` at DEBUG; its stdout and stderr go to files (a pipe nobody reads would fill and stall it)."""
+def start_replica(port: int, state: Path, base_url: str, logs: Path, stateless: bool = True, *,
+                  database_url: str | None = None, env: dict[str, str] | None = None,
+                  wrapper: Sequence[str] = ()) -> subprocess.Popen:
+    """`serve --stateless` at DEBUG; its stdout and stderr go to files (a pipe nobody reads would fill and stall it).
+
+    `database_url`: the ledger on that PostgreSQL database (KOJI_MCP_DATABASE_URL, never a flag: flags show in
+    `ps`); `env`: more variables; `wrapper`: a command that execs the server (e.g. `unshare --uts ...`), so
+    the process's pid stays the server's."""
     env = subprocess_env(KOJI_API_KEY=DEMO_KEY, KOJI_BASE_URL=base_url, KOJI_MCP_STATE_DIR=str(state),
-                         KOJI_MCP_REQUEST_STATE_KEYS=KEY)
+                         KOJI_MCP_REQUEST_STATE_KEYS=KEY, **({"KOJI_MCP_DATABASE_URL": database_url} if database_url
+                                                           else {}), **(env or {}))
     with (logs / f"{port}.out").open("w") as out, (logs / f"{port}.err").open("w") as err:
-        return subprocess.Popen([*koji_mcp_command(), "serve", "--transport", "streamable-http", "--port", str(port),
-                                 *(["--stateless"] if stateless else []), "--log-level", "DEBUG"],
+        return subprocess.Popen([*wrapper, *koji_mcp_command(), "serve", "--transport", "streamable-http",
+                                 "--port", str(port), *(["--stateless"] if stateless else []), "--log-level", "DEBUG"],
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True)
 
 
@@ -163,14 +170,20 @@ async def test_without_stateless_only_the_2026_protocol_survives_round_robin(san
 
 async def test_fifty_clients_twenty_calls_each_no_errors(replicas, sandbox) -> None:
     """50 clients at once (half on each protocol version) x 20 calls through the round robin: 0 errors."""
+    await fifty_clients_twenty_calls(replicas.ports, sandbox)
+
+
+async def fifty_clients_twenty_calls(ports: list[int], sandbox: SandboxHandle, prefix: str = "load-") -> None:
+    """CLIENTS clients at once x CALLS calls each (a start, then gets and lists of it) through a round robin
+    over `ports`: 0 errors, and each client's interview started exactly once at the sandbox."""
     errors: list[str] = []
     served: Counter[int] = Counter()
     started: dict[str, str] = {}
 
     async def one(number: int) -> None:
         mode = "legacy" if number % 2 else "auto"
-        external_id = f"load-{number}"
-        client, transport = balanced(replicas.ports, mode)
+        external_id = f"{prefix}{number}"
+        client, transport = balanced(ports, mode)
         try:
             async with client:
                 result = await client.call_tool("start_interview", {"respondent": {"external_id": external_id}})
@@ -201,9 +214,9 @@ async def test_fifty_clients_twenty_calls_each_no_errors(replicas, sandbox) -> N
     elapsed = time.monotonic() - began
     assert errors == [], errors[:5]
     assert len(started) == CLIENTS and len(set(started.values())) == CLIENTS
-    koji = [i for i in sandbox.interviews() if (i.get("respondent") or {}).get("external_id", "").startswith("load-")]
+    koji = [i for i in sandbox.interviews() if (i.get("respondent") or {}).get("external_id", "").startswith(prefix)]
     assert sorted(i["interview_id"] for i in koji) == sorted(started.values())  # each started exactly once
-    assert set(served) == set(replicas.ports) and abs(served[replicas.ports[0]] - served[replicas.ports[1]]) <= CLIENTS
+    assert set(served) == set(ports) and abs(served[ports[0]] - served[ports[1]]) <= CLIENTS
     print(f"{CLIENTS} clients x {CALLS} calls over 2 stateless replicas: {elapsed:.1f} s, HTTP requests {dict(served)}")
 
 

@@ -316,7 +316,7 @@ class PostgresDatabase(Database):
     @contextmanager
     def _connection(self, verb: str) -> Iterator[Any]:
         if not self._ready.is_set():
-            raise StorageError(f"the ledger database is not ready ({self._problem})", PG_HINT)
+            raise StorageError(self._not_ready(), PG_HINT)
         try:
             with self._pool.connection() as conn:
                 yield conn
@@ -377,8 +377,8 @@ class PostgresDatabase(Database):
         try:
             self._migrate_on(self._psycopg.connect(self._url, **self._connect_args))
         except self._psycopg.Error as exc:
-            raise StorageError(f"the ledger database at {self.where} could not be reached or migrated "
-                               f"({_one_line(exc)})", PG_HINT) from exc
+            raise StorageError(f"the ledger database at {self.where} is not ready: it could not be reached or "
+                               f"migrated ({_one_line(exc)})", PG_HINT) from exc
         self._pool.open(wait=False)
         self._problem = None
         self._ready.set()
@@ -395,10 +395,14 @@ class PostgresDatabase(Database):
                 conn.execute(script)
                 conn.execute("INSERT INTO koji_mcp_schema (version) VALUES (%s)", (number,))
 
+    def _not_ready(self) -> str:
+        problem = self._problem or "not connected yet"
+        return problem if problem.startswith("the ledger database at") else \
+            f"the ledger database at {self.where} is not ready: {problem}"
+
     def readiness(self) -> str | None:
         if not self._ready.is_set():
-            return self._problem if self._problem and self.where in self._problem else \
-                f"the ledger database at {self.where} is not ready: {self._problem}"
+            return self._not_ready()
         try:
             with self.read() as db:
                 version = db.execute("SELECT max(version) FROM koji_mcp_schema").fetchone()[0]

@@ -33,7 +33,7 @@ from anyio.abc import TaskGroup
 
 from koji_mcp.interviews.batches import BatchOutcome, run_batch
 from koji_mcp.interviews.database import Connection
-from koji_mcp.interviews.ledger import Ledger, ReservationRefused, now_iso
+from koji_mcp.interviews.ledger import Ledger, ReservationRefused, StorageError, now_iso
 from koji_mcp.koji.errors import KojiError
 from koji_mcp.koji.models import Respondent
 
@@ -310,6 +310,8 @@ class JobRunner:
                             self.store.reconcile_sending(batch_id, crashed=True)
                             logger.info("resuming batch %s", batch_id)
                             self._launch(batch_id)
+                except StorageError as exc:  # the database unreachable (/readyz says so): one line, try again later
+                    logger.warning("could not look for batch jobs to resume: %s", exc.message)
                 except Exception:  # a busy or broken ledger must not take the server down: try again later
                     logger.exception("could not look for batch jobs to resume")
                 await anyio.sleep(SCAN_EVERY)
