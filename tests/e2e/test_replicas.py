@@ -205,9 +205,6 @@ async def test_overlapping_batches_for_the_same_100_people_start_each_once(pg_re
     await overlapping_batches(pg_replicas.ports, sandbox, background, f"overlap-{'job' if background else 'call'}-")
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: a person whose start is in flight on the other replica is "
-                   "reported `unknown` (\"check Koji, then settle it with ledger resolve\"), for good in a job, though "
-                   "the other replica starts them a moment later; expected `skipped` (already invited)")
 async def test_the_replica_that_lost_the_race_reports_skipped_not_unknown(pg_replicas, sandbox) -> None:
     by_person = await overlapping_batches(pg_replicas.ports, sandbox, True, "race-")
     losers = Counter(pair[1]["outcome"] for pair in by_person.values())

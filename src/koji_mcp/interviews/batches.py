@@ -9,6 +9,7 @@ pacer; every outcome is reported as it happens, so a progress bar or MCP progres
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -25,7 +26,7 @@ from koji_mcp.koji.errors import (
 )
 from koji_mcp.koji.models import Mode, Respondent, StartRequest
 from koji_mcp.interviews.database import Connection
-from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry, ReservationRefused, StorageError
+from koji_mcp.interviews.ledger import UNSETTLED, LedgerEntry, ReservationRefused, StorageError, holder_is_dead
 from koji_mcp.interviews.services import Services
 from koji_mcp.interviews.start_once import start_one
 from koji_mcp.text import one_line
@@ -87,8 +88,37 @@ def plan(
             continue
         seen[key] = row
         earlier = [] if force else services.ledger.find_by_external_id(key, owner)
-        decisions.append(known(row, person, earlier[0]) if earlier else None)
+        # a start in flight elsewhere (another batch, another replica) is left to the worker: it waits for it
+        decisions.append(known(row, person, earlier[0]) if earlier and not in_flight(earlier[0]) else None)
     return decisions
+
+
+IN_FLIGHT_SECONDS = BATCH_MAX_WAIT + 60.0  # the longest a live start stays 'starting': pacing, then Koji's deadline
+SETTLE_POLL = 0.2
+
+
+def in_flight(entry: LedgerEntry) -> bool:
+    """A start some live process is making right now, not the trace of one that died mid-start: 'starting',
+    its process alive (when on this host) and young enough (pacing, then Koji's deadline)."""
+    if entry.status != "starting" or holder_is_dead(entry.reserved_by):
+        return False
+    try:
+        age = (datetime.now(UTC) - datetime.fromisoformat(entry.created_at.replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return False
+    return age < IN_FLIGHT_SECONDS
+
+
+async def settled(services: Services, entry: LedgerEntry, stop: anyio.Event | None = None) -> LedgerEntry | None:
+    """Wait while another process's start of this person is in flight; its outcome, or None if it was
+    released (Koji refused it or it was never sent: the person is not invited, so ours to start)."""
+    while in_flight(entry) and not (stop is not None and stop.is_set()):
+        await anyio.sleep(SETTLE_POLL)
+        current = services.ledger.get_row(entry.seq)
+        if current is None:
+            return None
+        entry = current
+    return entry
 
 
 def known(row: int, person: Respondent, earlier: LedgerEntry) -> BatchOutcome:
@@ -167,13 +197,20 @@ async def run_batch(
             if (stop is not None and stop.is_set()) or failed_hard or refused:
                 return
             request = StartRequest(respondent=person, mode=mode, locale=locale)
-            try:
-                result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force,
-                                         on_reserved=on_reserved(row) if on_reserved is not None else None)
-            except ReservationRefused:  # a job that is no longer ours to run: stop, nothing was sent
-                refused.append(row)
-                return
-            if result.existing is not None:  # invited meanwhile (another batch on this ledger)
+            for _attempt in range(3):  # again only when another process's start of this person was released
+                try:
+                    result = await start_one(services, owner, request, max_wait=BATCH_MAX_WAIT, skip_known=not force,
+                                             on_reserved=on_reserved(row) if on_reserved is not None else None)
+                except ReservationRefused:  # a job that is no longer ours to run: stop, nothing was sent
+                    refused.append(row)
+                    return
+                existing = result.existing
+                if existing is None or not in_flight(existing):
+                    break
+                result.existing = await settled(services, existing, stop)  # being started elsewhere: wait for it
+                if result.existing is not None:
+                    break
+            if result.existing is not None:  # invited meanwhile (another batch, another replica)
                 await report(known(row, person, result.existing))
                 continue
             error = result.error

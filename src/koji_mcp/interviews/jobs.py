@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +31,14 @@ from anyio.abc import TaskGroup
 
 from koji_mcp.interviews.batches import BatchOutcome, run_batch
 from koji_mcp.interviews.database import Connection
-from koji_mcp.interviews.ledger import Ledger, ReservationRefused, StorageError, now_iso
+from koji_mcp.interviews.ledger import (
+    Ledger,
+    ReservationRefused,
+    StorageError,
+    holder_is_dead,
+    now_iso,
+    process_holder,
+)
 from koji_mcp.koji.errors import KojiError
 from koji_mcp.koji.models import Respondent
 
@@ -52,28 +57,6 @@ NOTIFY_EVERY = 1.0  # resource-updated notifications: at most about once a secon
 PAGE = 100
 BATCH_ID_PATTERN = r"^batch_[0-9a-f]{20}$"
 
-
-
-def process_holder() -> str:
-    """This process's lease name: host, pid and a random part (a reused pid is not the same holder)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _holder_is_dead(holder: str | None) -> bool:
-    """True when the lease holder is a process on this host that no longer exists."""
-    if not holder:
-        return True
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 class UnknownBatch(LookupError):
@@ -241,7 +224,7 @@ class JobStore:
             if row is None or row["status"] in FINISHED:
                 return False
             current = row["lease_holder"]
-            free = current is None or current == holder or (row["lease_until"] or 0) < now or _holder_is_dead(current)
+            free = current is None or current == holder or (row["lease_until"] or 0) < now or holder_is_dead(current)
             if not free:
                 return False
             db.execute(
@@ -261,7 +244,7 @@ class JobStore:
                 (self.ledger.base_url,),
             ).fetchall()
         return [r["batch_id"] for r in rows
-                if r["lease_holder"] is None or (r["lease_until"] or 0) < now or _holder_is_dead(r["lease_holder"])]
+                if r["lease_holder"] is None or (r["lease_until"] or 0) < now or holder_is_dead(r["lease_holder"])]
 
 
 @dataclass
@@ -281,7 +264,7 @@ class JobRunner:
     def __init__(self, services: Services, group: TaskGroup) -> None:
         self.services = services
         self.store = JobStore(services.ledger)
-        self.holder = process_holder()
+        self.holder = process_holder()  # one per runner: a restarted runner in one process is another holder
         self._group = group
         self._running: dict[str, _Running] = {}
         self.listeners: list[Listener] = []
@@ -474,7 +457,7 @@ class JobRunner:
 
     @staticmethod
     def _lease_live(job: Any) -> bool:
-        return (job["lease_until"] or 0) >= time.time() and not _holder_is_dead(job["lease_holder"])
+        return (job["lease_until"] or 0) >= time.time() and not holder_is_dead(job["lease_holder"])
 
     # -- notifications --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import socket
 import stat
 import tempfile
 import unicodedata
@@ -205,6 +206,11 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX oauth_wrong_codes_by_address ON oauth_wrong_codes (address, at);
     """,
+    # which process made a reservation (host:pid:random), so another batch or replica can tell a start in
+    # flight (wait for its outcome) from the trace of a process that died mid-start (outcome unknown)
+    """
+    ALTER TABLE interviews ADD COLUMN reserved_by TEXT;
+    """,
 ]
 
 # PostgreSQL runs the same numbered migrations, translated (64-bit ids and doubles); only search differs:
@@ -274,6 +280,31 @@ def best_effort(action: Callable[..., object], *args: object, **kwargs: object) 
         return False
 
 
+def process_holder() -> str:
+    """A process's name in the ledger: host, pid and a random part (a reused pid is not the same process)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+PROCESS = process_holder()  # this process, as its reservations and job leases name it
+
+
+def holder_is_dead(holder: str | None) -> bool:
+    """True when `holder` names a process on this host that no longer exists (elsewhere: unknown, False)."""
+    if not holder:
+        return True
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -301,6 +332,7 @@ class LedgerEntry:
     resolved_by: str | None = None  # set when an unknown start was settled by hand
     resolved_at: str | None = None
     resolved_from: str | None = None
+    reserved_by: str | None = None  # the process that made the reservation (see process_alive)
 
     def public(self) -> dict[str, Any]:
         """Everything but the session token, for results and resources."""
@@ -465,10 +497,10 @@ class Ledger:
                     return _entry(row)
             seq = int(db.execute(
                 """INSERT INTO interviews (interview_id, base_url, owner, external_id, display_name, metadata,
-                       mode, locale, status, created_at, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', ?, ?) RETURNING seq""",
+                       mode, locale, status, created_at, updated_at, reserved_by)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', ?, ?, ?) RETURNING seq""",
                 (f"pending-{uuid.uuid4()}", self.base_url, owner, external_id, display_name,
-                 json.dumps(metadata) if metadata is not None else None, mode, locale, stamp, stamp),
+                 json.dumps(metadata) if metadata is not None else None, mode, locale, stamp, stamp, PROCESS),
             ).fetchone()[0])
             if self.postgres:  # who it is, searchable at once (SQLite's triggers do this)
                 _pg_index(db, seq, (external_id, display_name, None, None, None))
@@ -643,6 +675,12 @@ class Ledger:
                 "SELECT * FROM interviews WHERE base_url = ? AND owner = ? AND interview_id = ?",
                 (self.base_url, owner, interview_id),
             ).fetchone()
+        return _entry(row) if row else None
+
+    def get_row(self, seq: int) -> LedgerEntry | None:
+        """A row by its number (e.g. a reservation another process holds), or None once released."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM interviews WHERE seq = ?", (seq,)).fetchone()
         return _entry(row) if row else None
 
     def knows(self, interview_id: str, owner: str = LOCAL_OWNER) -> bool:
@@ -837,4 +875,5 @@ def _entry(row: Any) -> LedgerEntry:
         resolved_by=row["resolved_by"],
         resolved_at=row["resolved_at"],
         resolved_from=row["resolved_from"],
+        reserved_by=row["reserved_by"],
     )
