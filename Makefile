@@ -48,7 +48,8 @@ define ENSURE_INITDB
 	fi
 endef
 
-# The tests marked `postgres` (the ledger on PostgreSQL, the harness itself) on a throwaway cluster that
+# The tests marked `postgres` (the ledger module and every test on the `settings` fixture with the ledger on
+# PostgreSQL, shared pacing, OAuth and two-replica end-to-end tests, the harness itself) on a throwaway cluster that
 # tests/pgcluster.py starts with initdb + pg_ctl (as the postgres user when root). Installs Debian's
 # PostgreSQL server (apt, as root or via sudo) only when no initdb is on PATH or in /usr/lib/postgresql/*/bin;
 # a cluster that cannot start fails the run, never skips.

@@ -94,6 +94,9 @@ class KojiResponse:
         return json.loads(self.content)
 
 
+KEEPALIVE_SECONDS = 2.0  # an idle connection is reused within this time, else closed (see _http)
+
+
 class KojiClient:
     """Typed access to Koji's REST API with the retry and error rules above."""
 
@@ -140,6 +143,10 @@ class KojiClient:
                     "User-Agent": USER_AGENT,
                 },
                 follow_redirects=False,
+                # Close idle pooled connections before the server does: many close them after 5 s (uvicorn,
+                # Node), httpx's own default is 5 s too, and a POST sent on a connection the server is closing
+                # at that instant fails mid-request, an outcome that can only be reported as unknown.
+                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             )
         return self._client
 
