@@ -89,7 +89,7 @@ def test_nginx_does_tls_forwarding_and_no_buffering() -> None:
     assert re.findall(r"(?<!\$)\$(?!\$)", conf) == [] and "$$host" in conf
     conf = conf.replace("$$", "$")
     for line in ("listen 443 ssl;", "ssl_certificate     /etc/nginx/certs/fullchain.pem;",
-                 "proxy_set_header Host $host;", "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                 "proxy_set_header Host $host;", "proxy_set_header X-Forwarded-For $remote_addr;",
                  "proxy_set_header X-Forwarded-Proto $scheme;", "proxy_buffering off;", "client_max_body_size 2m;",
                  "hash $http_authorization consistent;", "server koji-mcp-1:8000", "server koji-mcp-2:8000",
                  "return 301 https://$host$request_uri;"):

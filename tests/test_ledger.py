@@ -336,3 +336,67 @@ def test_kill_9_during_writes_leaves_a_consistent_postgres_ledger(postgres_url) 
             continue
         assert e.session_token == f"st_live_{e.interview_id[1:]}" and e.metadata == {"i": int(e.interview_id[1:])}
         assert e.status in {"active", "completed"} and (e.status == "completed") == (e.completed_at is not None)
+
+
+def test_a_database_lost_mid_run_fails_fast_and_says_so(postgres_cluster) -> None:
+    """The database goes away under a running server: the first call fails within the pool's wait (nothing
+    sent), the next ones at once (no event loop held for seconds per call) until it answers again."""
+    from koji_mcp.interviews import database
+    from koji_mcp.interviews.ledger import StorageError
+
+    url = postgres_cluster.new_database()
+    ledger = Ledger.open(":memory:", "http://k", database_url=url)
+    try:
+        assert isinstance(ledger.reserve(external_id="p-1"), int)
+        postgres_cluster.drop_database(url.rsplit("/", 1)[1])  # its connections are cut
+        began = time.monotonic()
+        with pytest.raises(StorageError, match="could not be") as first:
+            ledger.reserve(external_id="p-2")
+        assert time.monotonic() - began < database.PG_CHECKOUT_WAIT + 2
+        began = time.monotonic()
+        with pytest.raises(StorageError, match="could not be") as second:
+            ledger.get("anything")
+        assert time.monotonic() - began < 0.2  # failed fast
+        assert ledger.readiness() is not None
+        for message in (first.value.message, second.value.message):
+            assert postgres_cluster.password not in message
+    finally:
+        ledger.close()
+
+
+def test_reservations_stay_exclusive_under_a_stricter_default_isolation(postgres_cluster) -> None:
+    """A database whose default isolation is REPEATABLE READ must not let two writers both miss each
+    other's reservation: the ledger sets READ COMMITTED itself."""
+    import psycopg
+
+    url = postgres_cluster.new_database()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(postgres_cluster.url, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'")
+    ledgers = [Ledger.open(":memory:", "http://k", database_url=url) for _ in range(2)]
+    won: list[int] = []
+
+    def writer(n: int) -> None:
+        for i in range(30):
+            got = ledgers[n % 2].reserve(external_id=f"p-{i}", unless_known=True)  # all at once on each person
+            if isinstance(got, int):
+                won.append(got)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = ledgers[0].list(limit=1000)[1]
+    for ledger in ledgers:
+        ledger.close()
+    postgres_cluster.drop_database(name)
+    assert total == 30 and len(won) == 30
+
+
+def test_a_database_url_with_a_stray_percent_is_refused_without_showing_it() -> None:
+    from koji_mcp.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError) as refused:
+        Settings.load({"KOJI_MCP_DATABASE_URL": "postgresql://koji:s3cr%zzet-pw@db:5432/koji"})
+    assert "not percent-encoded" in str(refused.value) and "s3cr" not in str(refused.value)

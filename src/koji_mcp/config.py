@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +109,9 @@ class Settings(BaseModel):
         if value is None or not value.get_secret_value().strip():
             return None
         url = value.get_secret_value().strip()
+        if re.search(r"%(?![0-9A-Fa-f]{2})", url):
+            raise ValueError("KOJI_MCP_DATABASE_URL has a % that is not percent-encoded (write %25; a password "
+                             "with special characters must be percent-encoded)")
         parts = urlsplit(url)
         if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or "host=" in parts.query):
             raise ValueError("KOJI_MCP_DATABASE_URL must be a PostgreSQL URL such as "

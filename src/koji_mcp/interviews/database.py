@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from koji_mcp.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
 OPEN_BUSY_WAIT = 15.0  # seconds an SQLite opener keeps retrying while other processes hold the new database's lock
-PG_CONNECT_WAIT = 10.0  # seconds `open` waits for PostgreSQL before carrying on (readiness says why not ready)
+PG_CONNECT_WAIT = 5.0  # seconds `open` waits to reach PostgreSQL before carrying on (readiness says why not)
+PG_CHECKOUT_WAIT = 3.0  # seconds a call waits for a pooled connection before it fails (nothing sent)
+PG_FAIL_FAST = 5.0  # after a failed connection, calls fail at once for this long instead of waiting again
 PG_RETRY_EVERY = 2.0  # seconds between attempts to reach PostgreSQL in the background
 PG_POOL_MAX = 10  # connections per process; PostgreSQL's default max_connections is 100
 PG_STATEMENT_TIMEOUT_MS = 15_000  # no ledger statement may hang a tool call (or hold the write lock) for long
@@ -293,19 +295,23 @@ class PostgresDatabase(Database):
         self._psycopg = psycopg
         self._url = url
         self.where = shown_url(url)
+        password = urlsplit(url).password or ""
+        self._secrets = tuple(s for s in {password, unquote(password), url} if len(s) >= 4)
+        self._down_until = 0.0  # after a failed connection: fail fast until then (see _connection)
         self._scripts: list[str] | None = None
         self._problem: str | None = "not connected yet"
         self._ready = threading.Event()
         self._closed = threading.Event()
         self._retrier: threading.Thread | None = None
-        self._connect_args = {"autocommit": True, "connect_timeout": 5, "application_name": "koji-mcp",
+        self._connect_args = {"autocommit": True, "connect_timeout": int(PG_CONNECT_WAIT), "application_name": "koji-mcp",
                               "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"}
         self._pool = ConnectionPool(  # opened once the schema is in place (see _try_migrate)
             url,
             min_size=1,
             max_size=pool_size,
             open=False,
-            timeout=PG_CONNECT_WAIT,
+            timeout=PG_CHECKOUT_WAIT,
+            configure=_read_committed,
             name="koji-mcp-ledger",
             kwargs={**self._connect_args, "row_factory": _row_factory},
             reconnect_failed=lambda _pool: logger.warning("the ledger database at %s is unreachable", self.where),
@@ -317,15 +323,26 @@ class PostgresDatabase(Database):
     def _connection(self, verb: str) -> Iterator[Any]:
         if not self._ready.is_set():
             raise StorageError(self._not_ready(), PG_HINT)
+        if time.monotonic() < self._down_until:  # just failed to connect: say so at once, do not wait again
+            raise StorageError(f"the ledger database at {self.where} could not be {verb} ({self._problem})", PG_HINT)
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except self._psycopg.Error as exc:
-            raise StorageError(f"the ledger database could not be {verb} ({_one_line(exc)})", PG_HINT) from exc
-        except Exception as exc:  # the pool's own timeout (PoolTimeout), a closed pool
-            if type(exc).__module__.startswith("psycopg"):
-                raise StorageError(f"the ledger database at {self.where} could not be {verb} ({_one_line(exc)})", PG_HINT) from exc
-            raise
+        except Exception as exc:  # psycopg's errors, the pool's own timeout (PoolTimeout), a closed pool
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            if isinstance(exc, self._psycopg.OperationalError) or type(exc).__name__ == "PoolTimeout":
+                self._problem = self._clean(exc)
+                self._down_until = time.monotonic() + PG_FAIL_FAST
+            raise StorageError(f"the ledger database at {self.where} could not be {verb} ({self._clean(exc)})",
+                               PG_HINT) from exc
+
+    def _clean(self, exc: BaseException) -> str:
+        """psycopg's message on one line, without the URL or its password (psycopg may quote them)."""
+        text = _one_line(exc)
+        for secret in self._secrets:
+            text = text.replace(secret, "…")
+        return text
 
     @contextmanager
     def tx(self) -> Iterator[_PgConnection]:
@@ -375,10 +392,12 @@ class PostgresDatabase(Database):
         """One connection of its own (so a failure says why: no such database, wrong password, no server)."""
         assert self._scripts is not None
         try:
-            self._migrate_on(self._psycopg.connect(self._url, **self._connect_args))
+            connection = self._psycopg.connect(self._url, **self._connect_args)
+            _read_committed(connection)
+            self._migrate_on(connection)
         except self._psycopg.Error as exc:
             raise StorageError(f"the ledger database at {self.where} is not ready: it could not be reached or "
-                               f"migrated ({_one_line(exc)})", PG_HINT) from exc
+                               f"migrated ({self._clean(exc)})", PG_HINT) from None
         self._pool.open(wait=False)
         self._problem = None
         self._ready.set()
@@ -415,6 +434,14 @@ class PostgresDatabase(Database):
     def close(self) -> None:
         self._closed.set()
         self._pool.close()
+
+
+def _read_committed(conn: Any) -> None:
+    """Every check-then-write relies on each statement seeing what was committed before the write lock was
+    granted: READ COMMITTED, whatever the server's or role's default_transaction_isolation says."""
+    import psycopg
+
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
 def _one_line(exc: BaseException) -> str:

@@ -280,9 +280,18 @@ def best_effort(action: Callable[..., object], *args: object, **kwargs: object) 
         return False
 
 
+def _host() -> str:
+    """This machine, and its process-id namespace where there is one (containers sharing a hostname each
+    have their own pids: a pid is only checked within the namespace that gave it)."""
+    try:
+        return f"{socket.gethostname()}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
 def process_holder() -> str:
     """A process's name in the ledger: host, pid and a random part (a reused pid is not the same process)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 PROCESS = process_holder()  # this process, as its reservations and job leases name it
@@ -294,7 +303,7 @@ def holder_is_dead(holder: str | None) -> bool:
         return True
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != _host() or not pid_text.isdigit():
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -8,6 +8,7 @@ with `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (a Uni
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -16,6 +17,8 @@ from typing import Protocol, TypeVar
 
 import anyio
 from email.utils import parsedate_to_datetime
+
+logger = logging.getLogger(__name__)
 
 MAX_RESET_WAIT = 120.0  # never trust a reset further away than two windows
 LOGGED_LIMIT = 120  # up to this limit per window, each send is logged and the log caps a window at the limit
@@ -149,7 +152,9 @@ def _spacing(window: float, limit: int, burst: int) -> float:
     """Seconds between sends. Up to LOGGED_LIMIT the send log caps each window at the limit; beyond it (a
     log that size would make a shared schedule slow to read and write) the spacing alone must: a burst b
     plus one send per interval T fits the limit in any window when T = window / (limit - b)."""
-    return window / limit if limit <= LOGGED_LIMIT else window / max(limit - burst, 1)
+    if limit <= LOGGED_LIMIT:
+        return window / limit
+    return (window + 0.1 + 0.005 * window) / max(limit - burst, 1)  # the log's slack for transit and jitter
 
 
 class Pacer:
@@ -246,6 +251,10 @@ class Pacer:
             elif block and snap.reset_at is not None:
                 state.blocked_until = max(state.blocked_until, min(snap.reset_at, now + MAX_RESET_WAIT))
 
-        self.store.update(tighten)
+        try:
+            self.store.update(tighten)
+        except Exception:  # a shared schedule out of reach must never turn Koji's answer into an error
+            self._seen_limit = None
+            logger.warning("could not share what Koji's rate-limit headers said with the other replicas")
 
     _seen_limit: int | None = None

@@ -53,6 +53,7 @@ CSRF_COOKIE = "koji_consent_csrf"
 PENDING_SECONDS = 600  # a consent page left open longer must be started again
 MAX_PENDING = 1000
 WRONG_CODES_PER_MINUTE = 5
+WRONG_CODES_PER_MINUTE_ALL = 100  # from every address together: a spread-out guesser is slowed too
 # Registration limits: anything larger is refused with invalid_client_metadata.
 MAX_REDIRECT_URIS = 10
 MAX_URI_LENGTH = 2000
@@ -339,7 +340,8 @@ class BuiltinOAuthProvider:
         self.store.note_wrong_code(address)
 
     def _too_many_wrong_codes(self, address: str) -> bool:
-        return self.store.wrong_codes_last_minute(address) >= WRONG_CODES_PER_MINUTE
+        mine, everyone = self.store.wrong_codes_last_minute(address)
+        return mine >= WRONG_CODES_PER_MINUTE or everyone >= WRONG_CODES_PER_MINUTE_ALL
 
     def _page(self, request_id: str, pending: Pending, *, error: str | None, status: int) -> HTMLResponse:
         e = html.escape

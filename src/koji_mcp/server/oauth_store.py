@@ -230,11 +230,14 @@ class OAuthStore:
             db.execute("DELETE FROM oauth_wrong_codes WHERE at < ?", (now - 60,))
             db.execute("INSERT INTO oauth_wrong_codes (address, at) VALUES (?, ?)", (address, now))
 
-    def wrong_codes_last_minute(self, address: str) -> int:
+    def wrong_codes_last_minute(self, address: str) -> tuple[int, int]:
+        """(wrong codes from `address`, wrong codes from everyone) in the last minute."""
         with self._read() as db:
-            row = db.execute("SELECT COUNT(*) FROM oauth_wrong_codes WHERE address = ? AND at >= ?",
+            row = db.execute("SELECT COUNT(*) FILTER (WHERE address = ?), COUNT(*) FROM oauth_wrong_codes WHERE at >= ?"
+                             if self._ledger.postgres else
+                             "SELECT SUM(address = ?), COUNT(*) FROM oauth_wrong_codes WHERE at >= ?",
                              (address, time.time() - 60)).fetchone()
-        return int(row[0])
+        return int(row[0] or 0), int(row[1])
 
     def revoke_grant(self, grant_id: str) -> None:
         with self._write() as db:
