@@ -288,9 +288,11 @@ class JobRunner:
         with self._watcher:
             while True:
                 try:
-                    for batch_id in self.store.resumable():
-                        if batch_id not in self._running and self.store.claim(batch_id, self.holder, resuming=True):
-                            self.store.reconcile_sending(batch_id, crashed=True)
+                    run = self.services.ledger.run  # off the event loop on PostgreSQL
+                    for batch_id in await run(self.store.resumable):
+                        if batch_id not in self._running and await run(self.store.claim, batch_id, self.holder,
+                                                                       resuming=True):
+                            await run(self.store.reconcile_sending, batch_id, crashed=True)
                             logger.info("resuming batch %s", batch_id)
                             self._launch(batch_id)
                 except StorageError as exc:  # the database unreachable (/readyz says so): one line, try again later
@@ -368,9 +370,10 @@ class JobRunner:
                             await anyio.sleep(1.0)
                             ticks += 1
                             try:
-                                current = self.store.job(batch_id)
-                                lost = ticks % int(RENEW_EVERY) == 0 and not self.store.claim(
-                                    batch_id, self.holder, resuming=False)
+                                run = self.services.ledger.run  # off the event loop on PostgreSQL
+                                current = await run(self.store.job, batch_id)
+                                lost = ticks % int(RENEW_EVERY) == 0 and not await run(
+                                    self.store.claim, batch_id, self.holder, resuming=False)
                             except Exception:  # a busy ledger: try again at the next tick (sends check the lease)
                                 logger.warning("could not check the lease of batch %s; retrying", batch_id)
                                 continue
