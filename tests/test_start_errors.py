@@ -224,10 +224,11 @@ async def test_a_ledger_that_cannot_be_used_says_nothing_was_sent(sandbox, setti
         async with Client(build_server(settings, services), mode="legacy") as c:
             result = await c.call_tool(tool, arguments)
     assert result.is_error and result.structured_content is None
-    if settings.database_url:
+    if settings.database_url:  # where, without user or password
+        database = settings.ledger_database_url.rsplit("@", 1)[1]
         assert result.content[0].text == (
-            f"The ledger database could not be {verb} (the pool 'koji-mcp-ledger' is already closed).\n"
-            + NOTHING_SENT_PG.format(tool=tool)
+            f"The ledger database at postgresql://…@{database} could not be {verb} (the pool 'koji-mcp-ledger' is "
+            "already closed).\n" + NOTHING_SENT_PG.format(tool=tool)
         )
     else:
         assert result.content[0].text == (
