@@ -194,29 +194,38 @@ def test_openers_racing_on_a_new_ledger_migrate_it_once(ledger_backend) -> None:
         assert versions == list(range(1, len(_MIGRATIONS) + 1))
 
 
-def test_racing_reservations_invite_each_person_once(ledger_backend) -> None:
-    """Eight writers (two ledgers, as two replicas would be) reserve the same 40 people at once with
-    unless_known: the database decides, so exactly one reservation per person is written."""
-    ledgers = [open_ledger(ledger_backend), open_ledger(ledger_backend)]
+def race_reservations(ledgers: list[Ledger], people: int, writers: int, offset: int) -> tuple[int, int]:
+    """`writers` threads over the ledgers (as replicas would be) reserve the same people with unless_known,
+    writer n starting at person n * offset (0: all of them on each person at the same moment).
+    Returns (reservations won, rows in the ledger)."""
     won: list[int] = []
 
     def writer(n: int) -> None:
-        ledger = ledgers[n % 2]
-        for i in range(40):
-            got = ledger.reserve(external_id=f"p-{(i + n * 5) % 40}", unless_known=True)
+        for i in range(people):
+            got = ledgers[n % len(ledgers)].reserve(external_id=f"p-{(i + n * offset) % people}", unless_known=True)
             if isinstance(got, int):
                 won.append(got)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     entries, total = ledgers[0].list(limit=1000)
-    assert total == 40 and len(won) == 40
-    assert sorted(e.external_id for e in entries) == sorted(f"p-{i}" for i in range(40))
-    for ledger in ledgers:
-        ledger.close()
+    assert sorted(e.external_id for e in entries) == sorted({e.external_id for e in entries})  # nobody twice
+    return len(won), total
+
+
+def test_racing_reservations_invite_each_person_once(ledger_backend) -> None:
+    """Eight writers (two ledgers, as two replicas would be) reserve the same 40 people at once with
+    unless_known: the database decides, so exactly one reservation per person is written."""
+    ledgers = [open_ledger(ledger_backend), open_ledger(ledger_backend)]
+    try:
+        assert race_reservations(ledgers, people=40, writers=8, offset=5) == (40, 40)
+        assert race_reservations(ledgers, people=40, writers=8, offset=0) == (0, 40)  # all known by now
+    finally:
+        for ledger in ledgers:
+            ledger.close()
 
 
 def test_threads_writing_at_once_lose_nothing_on_either_engine(ledger_backend) -> None:
@@ -374,24 +383,12 @@ def test_reservations_stay_exclusive_under_a_stricter_default_isolation(postgres
     with psycopg.connect(postgres_cluster.url, autocommit=True) as admin:
         admin.execute(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'")
     ledgers = [Ledger.open(":memory:", "http://k", database_url=url) for _ in range(2)]
-    won: list[int] = []
-
-    def writer(n: int) -> None:
-        for i in range(30):
-            got = ledgers[n % 2].reserve(external_id=f"p-{i}", unless_known=True)  # all at once on each person
-            if isinstance(got, int):
-                won.append(got)
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = ledgers[0].list(limit=1000)[1]
-    for ledger in ledgers:
-        ledger.close()
-    postgres_cluster.drop_database(name)
-    assert total == 30 and len(won) == 30
+    try:
+        assert race_reservations(ledgers, people=30, writers=6, offset=0) == (30, 30)
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+        postgres_cluster.drop_database(name)
 
 
 def test_a_database_url_with_a_stray_percent_is_refused_without_showing_it() -> None:
